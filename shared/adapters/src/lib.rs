@@ -1,0 +1,12 @@
+//! I/O adapters shared by every worker: configuration, telemetry, metrics, Postgres, Redis, AWS
+//! clients, the SQS batch processor and the guarded image fetcher. Handlers build what they need
+//! once per cold start and borrow it for every invocation.
+
+pub mod aws;
+pub mod config;
+pub mod db;
+pub mod emf;
+pub mod images;
+pub mod redis;
+pub mod sqs_batch;
+pub mod telemetry;

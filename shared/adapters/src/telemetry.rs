@@ -1,0 +1,48 @@
+//! Logging set-up: JSON lines in Lambda (CloudWatch Logs Insights queries fields), compact
+//! human-readable lines locally. One span per invocation carries the request id, the function
+//! name and whether this was a cold start.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tracing::Span;
+use tracing_subscriber::EnvFilter;
+
+static COLD_START: AtomicBool = AtomicBool::new(true);
+
+/// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A second init (tests calling it twice) is harmless, so the error is ignored on purpose.
+    let _ = if in_lambda() {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_ansi(false)
+            .try_init()
+    } else {
+        builder.compact().with_target(false).try_init()
+    };
+}
+
+pub fn in_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
+}
+
+/// The span an invocation runs in. The first call in a process reports `cold_start = true`.
+pub fn invocation_span(ctx: &lambda_runtime::Context) -> Span {
+    let cold_start = COLD_START.swap(false, Ordering::Relaxed);
+    tracing::info_span!(
+        "invocation",
+        request_id = %ctx.request_id,
+        function = %ctx.env_config.function_name,
+        cold_start,
+    )
+}
+
+/// The function's name for metric dimensions; `local` outside Lambda.
+pub fn function_name() -> String {
+    std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_owned())
+}
