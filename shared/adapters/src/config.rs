@@ -52,6 +52,8 @@ pub struct DatabaseConfig {
     pub max_connections: u32,
     pub statement_timeout: Duration,
     pub acquire_timeout: Duration,
+    /// `require` unless told otherwise: RDS enforces TLS, only the local stack runs without.
+    pub ssl_mode: sqlx::postgres::PgSslMode,
 }
 
 impl DatabaseConfig {
@@ -70,6 +72,7 @@ impl DatabaseConfig {
             max_connections: parsed_or("DB_MAX_CONNECTIONS", 4)?,
             statement_timeout: millis_or("DB_STATEMENT_TIMEOUT_MS", 5_000)?,
             acquire_timeout: millis_or("DB_ACQUIRE_TIMEOUT_MS", 3_000)?,
+            ssl_mode: parsed_or("DB_SSL_MODE", sqlx::postgres::PgSslMode::Require)?,
         })
     }
 }

@@ -27,6 +27,7 @@ pub async fn pool(config: &DatabaseConfig, aws: &SdkConfig) -> anyhow::Result<Pg
 pub fn pool_with(config: &DatabaseConfig, options: PgConnectOptions) -> PgPool {
     let timeout_ms = config.statement_timeout.as_millis().to_string();
     let options = options
+        .ssl_mode(config.ssl_mode)
         .application_name(&crate::telemetry::function_name())
         .options([("statement_timeout", timeout_ms.as_str())]);
     PgPoolOptions::new()
@@ -72,8 +73,7 @@ async fn options_from_secret(aws: &SdkConfig, arn: &str) -> anyhow::Result<PgCon
         .port(secret.port)
         .username(&secret.username)
         .password(secret.password.expose_secret())
-        .database(&secret.dbname)
-        .ssl_mode(sqlx::postgres::PgSslMode::Require))
+        .database(&secret.dbname))
 }
 
 /// Maps a database error onto the retry decision. Data and integrity errors (SQLSTATE classes
