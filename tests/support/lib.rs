@@ -1,0 +1,383 @@
+//! Test support: every test gets its own freshly migrated database, its own queues and bucket
+//! in the local AWS endpoint, and (when it needs one) its own image server, so tests run in
+//! parallel against the real stack without seeing each other. Addresses default to the local
+//! stack (`make up`); the same environment variables override them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use aws_lambda_events::event::sqs::SqsEvent;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, PgConnection, PgPool};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}{}", &id[..12])
+}
+
+/// A database of its own, created from the template of migrations, for one test.
+pub struct TestDb {
+    pub pool: PgPool,
+    pub name: String,
+    pub options: PgConnectOptions,
+}
+
+impl TestDb {
+    pub async fn new() -> anyhow::Result<Self> {
+        let admin_url = env_or(
+            "TEST_ADMIN_DATABASE_URL",
+            "postgres://postgres:postgres@127.0.0.1:5432/postgres",
+        );
+        let admin_options: PgConnectOptions = admin_url.parse()?;
+        let mut admin = PgConnection::connect_with(&admin_options)
+            .await
+            .context("connect to PostgreSQL (is the stack up? make up)")?;
+        drop_stale_databases(&mut admin).await?;
+        let secs = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+        let name = format!("test_{secs}_{}", unique(""));
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await?;
+        let options = admin_options.database(&name);
+        let pool = adapters::db::pool_with(&db_config(), options.clone());
+        adapters::db::migrator(&repo_root().join("infra/migrations"))
+            .await?
+            .run(&pool)
+            .await?;
+        Ok(Self {
+            pool,
+            name,
+            options,
+        })
+    }
+
+    /// Every row of the webtoon tables as text, for "nothing changed" assertions.
+    pub async fn snapshot(&self) -> anyhow::Result<Vec<String>> {
+        let mut rows = Vec::new();
+        for table in [
+            "webtoons",
+            "authors",
+            "webtoon_authors",
+            "genres",
+            "webtoon_genres",
+            "episodes",
+            "webtoon_requests",
+        ] {
+            let sql = format!("SELECT '{table}: ' || t::text FROM {table} t ORDER BY t::text");
+            let mut table_rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.append(&mut table_rows);
+        }
+        Ok(rows)
+    }
+
+    pub async fn count(&self, sql: &'static str) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(sql).fetch_one(&self.pool).await?)
+    }
+}
+
+pub fn db_config() -> adapters::config::DatabaseConfig {
+    adapters::config::DatabaseConfig {
+        source: adapters::config::DatabaseSource::Url(String::new().into()),
+        max_connections: 4,
+        statement_timeout: Duration::from_secs(5),
+        acquire_timeout: Duration::from_secs(3),
+        ssl_mode: sqlx::postgres::PgSslMode::Disable,
+    }
+}
+
+/// Test databases older than an hour are leftovers of earlier runs.
+async fn drop_stale_databases(admin: &mut PgConnection) -> anyhow::Result<()> {
+    let cutoff = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() - 3600;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'")
+            .fetch_all(&mut *admin)
+            .await?;
+    for name in names {
+        let created = name
+            .split('_')
+            .nth(1)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(u64::MAX);
+        if created < cutoff {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut *admin)
+            .await;
+        }
+    }
+    Ok(())
+}
+
+/// AWS resources of one test: request/complete queues (with DLQs) and an image bucket.
+pub struct TestAws {
+    pub sdk: aws_config::SdkConfig,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub prefix: String,
+    pub bucket: String,
+    pub queue_urls: HashMap<String, String>,
+}
+
+pub const WEBTOON_QUEUES: [&str; 4] = [
+    "webtoon-create-request",
+    "webtoon-update-request",
+    "webtoon-create-complete",
+    "webtoon-update-complete",
+];
+
+impl TestAws {
+    pub async fn new() -> anyhow::Result<Self> {
+        let endpoint = env_or("AWS_ENDPOINT_URL", "http://127.0.0.1:5000");
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new(env_or("AWS_REGION", "ap-northeast-2")))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "test", "test", None, None, "local-stack",
+            ))
+            .load()
+            .await;
+        let sqs = adapters::aws::sqs(&sdk);
+        let s3 = adapters::aws::s3(&sdk);
+        let prefix = unique("t");
+        let bucket = format!("{prefix}-images");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .create_bucket_configuration(
+                aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                    .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::ApNortheast2)
+                    .build(),
+            )
+            .send()
+            .await
+            .context("create test bucket (is moto up? make up)")?;
+        let mut queue_urls = HashMap::new();
+        for queue in WEBTOON_QUEUES {
+            let name = format!("{prefix}-{queue}");
+            let url = sqs
+                .create_queue()
+                .queue_name(&name)
+                .send()
+                .await?
+                .queue_url
+                .context("queue URL")?;
+            queue_urls.insert(queue.to_owned(), url);
+        }
+        Ok(Self {
+            sdk,
+            sqs,
+            s3,
+            prefix,
+            bucket,
+            queue_urls,
+        })
+    }
+
+    pub fn queue_url(&self, queue: &str) -> &str {
+        self.queue_urls.get(queue).map(String::as_str).unwrap_or_default()
+    }
+
+    /// Receives (and deletes) every message now on a queue, bodies parsed as JSON.
+    pub async fn drain(&self, queue: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut bodies = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(self.queue_url(queue))
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await?;
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(bodies);
+            }
+            for message in messages {
+                bodies.push(serde_json::from_str(message.body().unwrap_or("null"))?);
+                if let Some(handle) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(self.queue_url(queue))
+                        .receipt_handle(handle)
+                        .send()
+                        .await?;
+                }
+            }
+        }
+    }
+
+    pub async fn object_keys(&self) -> anyhow::Result<Vec<String>> {
+        let listed = self.s3.list_objects_v2().bucket(&self.bucket).send().await?;
+        let mut keys: Vec<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect();
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// A canned HTTP response served by [`ImageServer`].
+#[derive(Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Canned {
+    pub fn png(body: Vec<u8>) -> Self {
+        Self::ok("image/png", body)
+    }
+
+    pub fn ok(content_type: &str, body: Vec<u8>) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+        }
+    }
+
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: b"no".to_vec(),
+        }
+    }
+
+    pub fn redirect(location: &str) -> Self {
+        Self {
+            status: 302,
+            headers: vec![("Location".into(), location.into())],
+            body: Vec::new(),
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 server on 127.0.0.1 with fixed responses per path; unknown paths 404.
+pub struct ImageServer {
+    pub base: String,
+    hits: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ImageServer {
+    pub async fn start(routes: HashMap<String, Canned>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let routes = Arc::new(routes);
+        let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server_hits = Arc::clone(&hits);
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let routes = Arc::clone(&routes);
+                let hits = Arc::clone(&server_hits);
+                tokio::spawn(async move {
+                    let mut buf = vec![0_u8; 8192];
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    let request = String::from_utf8_lossy(&buf[..n]);
+                    let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    if let Ok(mut hits) = hits.lock() {
+                        hits.push(path.clone());
+                    }
+                    let canned = routes.get(&path).cloned().unwrap_or_else(|| Canned::status(404));
+                    let mut head = format!(
+                        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        canned.status,
+                        canned.body.len()
+                    );
+                    for (name, value) in &canned.headers {
+                        head.push_str(&format!("{name}: {value}\r\n"));
+                    }
+                    head.push_str("\r\n");
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(&canned.body).await;
+                    let _ = socket.shutdown().await;
+                });
+            }
+        });
+        Ok(Self { base, hits })
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .map(|hits| hits.iter().filter(|p| *p == path).count())
+            .unwrap_or(0)
+    }
+}
+
+/// The small PNGs the demo serves; tests serve the same bytes.
+pub fn sample_png(name: &str) -> anyhow::Result<Vec<u8>> {
+    let path = repo_root().join("infra/local/images").join(name);
+    std::fs::read(&path).with_context(|| format!("read {}", path.display()))
+}
+
+/// webtoon-sync's dependencies wired to this test's database, queues and bucket.
+pub fn webtoon_deps(db: &TestDb, aws: &TestAws, allow_hosts: &[&str]) -> anyhow::Result<webtoon_sync::Deps> {
+    let policy = adapters::images::FetchPolicy {
+        allow_hosts: allow_hosts.iter().map(|h| (*h).to_owned()).collect(),
+        ..Default::default()
+    };
+    Ok(webtoon_sync::Deps {
+        db: db.pool.clone(),
+        sqs: aws.sqs.clone(),
+        images: adapters::images::ImageStore::new(aws.s3.clone(), &aws.bucket),
+        fetcher: adapters::images::ImageFetcher::new(&policy)?,
+        queues: webtoon_sync::CompletionQueues {
+            create_url: aws.queue_url("webtoon-create-complete").to_owned(),
+            update_url: aws.queue_url("webtoon-update-complete").to_owned(),
+        },
+        concurrency: 4,
+    })
+}
+
+/// Reads a sample event from `events/`, pointing its image URLs at `image_base` and its queue
+/// ARNs at the test's own queues.
+pub fn load_event(file: &str, image_base: &str, queue_prefix: &str) -> anyhow::Result<SqsEvent> {
+    let path = repo_root().join("events").join(file);
+    let raw = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let raw = raw
+        .replace("http://127.0.0.1:8089", image_base)
+        .replace(":webtoon-", &format!(":{queue_prefix}-webtoon-"));
+    Ok(serde_json::from_str(&raw)?)
+}
+
+/// A copy of an event's records, renumbered so they look like separate deliveries.
+pub fn redelivered(event: &SqsEvent, tag: &str) -> SqsEvent {
+    let mut copy = event.clone();
+    for record in &mut copy.records {
+        record.message_id = record.message_id.as_ref().map(|id| format!("{id}-{tag}"));
+    }
+    copy
+}
+
+pub fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    let mut ids: Vec<String> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    ids.sort();
+    ids
+}
