@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Reads the local AWS endpoint for the demo and the end-to-end check, by the template's logical
+names (from .stack/resources.json, written by provision.py).
+
+  peek.py purge QUEUE...     empty queues
+  peek.py drain QUEUE        print each message body on the queue (one JSON per line), deleting it
+  peek.py objects BUCKET     print the bucket's keys with their sizes
+"""
+import json
+import os
+import pathlib
+import sys
+
+import boto3
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RESOURCES = json.loads((ROOT / ".stack" / "resources.json").read_text())
+
+
+def client(name):
+    return boto3.client(name, endpoint_url=os.environ["AWS_ENDPOINT_URL"],
+                        region_name=os.environ.get("AWS_REGION", "ap-northeast-2"))
+
+
+def main(command, *names):
+    if command == "purge":
+        for name in names:
+            client("sqs").purge_queue(QueueUrl=RESOURCES[name])
+    elif command == "drain":
+        sqs, url = client("sqs"), RESOURCES[names[0]]
+        while True:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                           WaitTimeSeconds=0).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                print(message["Body"])
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    elif command == "objects":
+        listed = client("s3").list_objects_v2(Bucket=RESOURCES[names[0]])
+        for item in listed.get("Contents", []):
+            print(f"{item['Key']}  {item['Size']} bytes")
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
