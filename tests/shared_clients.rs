@@ -59,7 +59,9 @@ async fn database_credentials_come_from_secrets_manager() -> anyhow::Result<()> 
     .fetch_one(&pool)
     .await?;
     assert_eq!(tables, 1);
-    let timeout: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(&pool).await?;
+    let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&pool)
+        .await?;
     assert_eq!(timeout, "5s");
     Ok(())
 }

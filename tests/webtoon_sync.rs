@@ -15,7 +15,12 @@ const LOOPBACK: &[&str] = &["127.0.0.1"];
 
 async fn demo_images() -> anyhow::Result<ImageServer> {
     let mut routes = HashMap::new();
-    for name in ["thumbnail.png", "cover.png", "episode-1.png", "episode-2.png"] {
+    for name in [
+        "thumbnail.png",
+        "cover.png",
+        "episode-1.png",
+        "episode-2.png",
+    ] {
         routes.insert(format!("/{name}"), Canned::png(sample_png(name)?));
     }
     ImageServer::start(routes).await
@@ -37,7 +42,11 @@ fn outcomes(messages: &[Value]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn create_update_duplicate_and_poison_in_one_batch() -> anyhow::Result<()> {
-    let (db, aws, images) = (TestDb::new().await?, TestAws::new().await?, demo_images().await?);
+    let (db, aws, images) = (
+        TestDb::new().await?,
+        TestAws::new().await?,
+        demo_images().await?,
+    );
     let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
     let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
     let update = load_event("webtoon-sync-update.json", &images.base, &aws.prefix)?;
@@ -64,11 +73,18 @@ async fn create_update_duplicate_and_poison_in_one_batch() -> anyhow::Result<()>
         .filter_map(|r| r.message_id.clone())
         .collect();
     let response = handle(batch.clone(), &deps).await;
-    assert_eq!(failed_ids(&response), poison, "only the poison messages fail");
+    assert_eq!(
+        failed_ids(&response),
+        poison,
+        "only the poison messages fail"
+    );
 
     assert_eq!(
         outcomes(&aws.drain("webtoon-create-complete").await?),
-        [("c3d9a4e2-7b1f-4a0e-8e6d-2f5b1c9a0e03".to_owned(), "created".to_owned())],
+        [(
+            "c3d9a4e2-7b1f-4a0e-8e6d-2f5b1c9a0e03".to_owned(),
+            "created".to_owned()
+        )],
         "the duplicate create sends nothing; the other webtoon is created"
     );
     let updated = aws.drain("webtoon-update-complete").await?;
@@ -82,7 +98,10 @@ async fn create_update_duplicate_and_poison_in_one_batch() -> anyhow::Result<()>
     .fetch_one(&db.pool)
     .await?;
     assert_eq!((status.as_str(), rating), ("HIATUS", 9.64));
-    assert_eq!(title, "등대지기 (The Lighthouse Keeper)", "a partial update keeps the title");
+    assert_eq!(
+        title, "등대지기 (The Lighthouse Keeper)",
+        "a partial update keeps the title"
+    );
     let episodes: Vec<(i32, String, Option<String>)> = sqlx::query_as(
         "SELECT number, title, thumbnail_key FROM episodes WHERE webtoon_id = $1 ORDER BY number",
     )
@@ -91,8 +110,14 @@ async fn create_update_duplicate_and_poison_in_one_batch() -> anyhow::Result<()>
     .await?;
     assert_eq!(episodes.len(), 3);
     assert_eq!(episodes[1].1, "Episode 2. The Storm (revised)");
-    assert!(episodes[1].2.is_some(), "an update without a thumbnail keeps the stored one");
-    assert_eq!(episodes[2].2, episodes[0].2, "same image bytes, same content-addressed key");
+    assert!(
+        episodes[1].2.is_some(),
+        "an update without a thumbnail keeps the stored one"
+    );
+    assert_eq!(
+        episodes[2].2, episodes[0].2,
+        "same image bytes, same content-addressed key"
+    );
     let genres = db
         .count("SELECT count(*) FROM webtoon_genres wg JOIN webtoons w ON w.id = wg.webtoon_id WHERE w.external_id = '783053'")
         .await?;
@@ -115,14 +140,22 @@ async fn create_update_duplicate_and_poison_in_one_batch() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn a_crash_before_the_completion_resends_the_same_completion_once() -> anyhow::Result<()> {
-    let (db, aws, images) = (TestDb::new().await?, TestAws::new().await?, demo_images().await?);
+    let (db, aws, images) = (
+        TestDb::new().await?,
+        TestAws::new().await?,
+        demo_images().await?,
+    );
     let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
 
     // First delivery: the change commits, then sending the completion fails (queue gone).
     let mut broken = webtoon_deps(&db, &aws, LOOPBACK)?;
     broken.queues.create_url = format!("{}-missing", broken.queues.create_url);
     let response = handle(create.clone(), &broken).await;
-    assert_eq!(failed_ids(&response).len(), 1, "the message is handed back for redelivery");
+    assert_eq!(
+        failed_ids(&response).len(),
+        1,
+        "the message is handed back for redelivery"
+    );
     let after_crash = db.snapshot().await?;
     let recorded: Value = sqlx::query_scalar("SELECT completion FROM webtoon_requests")
         .fetch_one(&db.pool)
@@ -135,7 +168,11 @@ async fn a_crash_before_the_completion_resends_the_same_completion_once() -> any
         assert!(failed_ids(&response).is_empty(), "{response:?}");
     }
     let sent = aws.drain("webtoon-create-complete").await?;
-    assert_eq!(sent, [recorded], "exactly one completion, identical to the recorded one");
+    assert_eq!(
+        sent,
+        [recorded],
+        "exactly one completion, identical to the recorded one"
+    );
     let rows_now: Vec<String> = db
         .snapshot()
         .await?
@@ -152,7 +189,11 @@ async fn a_crash_before_the_completion_resends_the_same_completion_once() -> any
 
 #[tokio::test]
 async fn a_database_outage_fails_the_messages_and_the_retry_converges() -> anyhow::Result<()> {
-    let (db, aws, images) = (TestDb::new().await?, TestAws::new().await?, demo_images().await?);
+    let (db, aws, images) = (
+        TestDb::new().await?,
+        TestAws::new().await?,
+        demo_images().await?,
+    );
     let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
 
     let mut down = webtoon_deps(&db, &aws, LOOPBACK)?;
@@ -160,7 +201,11 @@ async fn a_database_outage_fails_the_messages_and_the_retry_converges() -> anyho
     config.acquire_timeout = std::time::Duration::from_millis(500);
     down.db = adapters::db::pool_with(&config, db.options.clone().port(1));
     let response = handle(create.clone(), &down).await;
-    assert_eq!(failed_ids(&response).len(), 1, "a retryable failure is reported, not dropped");
+    assert_eq!(
+        failed_ids(&response).len(),
+        1,
+        "a retryable failure is reported, not dropped"
+    );
     assert_eq!(db.count("SELECT count(*) FROM webtoons").await?, 0);
 
     let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
@@ -173,7 +218,11 @@ async fn a_database_outage_fails_the_messages_and_the_retry_converges() -> anyho
 
 #[tokio::test]
 async fn concurrent_deliveries_of_one_request_apply_it_once() -> anyhow::Result<()> {
-    let (db, aws, images) = (TestDb::new().await?, TestAws::new().await?, demo_images().await?);
+    let (db, aws, images) = (
+        TestDb::new().await?,
+        TestAws::new().await?,
+        demo_images().await?,
+    );
     let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
     let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
 
@@ -190,7 +239,11 @@ async fn concurrent_deliveries_of_one_request_apply_it_once() -> anyhow::Result<
 
 #[tokio::test]
 async fn late_and_unknown_updates_change_nothing() -> anyhow::Result<()> {
-    let (db, aws, images) = (TestDb::new().await?, TestAws::new().await?, demo_images().await?);
+    let (db, aws, images) = (
+        TestDb::new().await?,
+        TestAws::new().await?,
+        demo_images().await?,
+    );
     let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
     let update = load_event("webtoon-sync-update.json", &images.base, &aws.prefix)?;
 
@@ -227,8 +280,14 @@ async fn late_and_unknown_updates_change_nothing() -> anyhow::Result<()> {
 async fn bad_images_are_reported_and_the_webtoon_is_still_saved() -> anyhow::Result<()> {
     let (db, aws) = (TestDb::new().await?, TestAws::new().await?);
     let mut routes = HashMap::new();
-    routes.insert("/thumbnail.png".to_owned(), Canned::png(vec![0_u8; 5 * 1024 * 1024 + 1]));
-    routes.insert("/cover.png".to_owned(), Canned::ok("text/html", b"<html>".to_vec()));
+    routes.insert(
+        "/thumbnail.png".to_owned(),
+        Canned::png(vec![0_u8; 5 * 1024 * 1024 + 1]),
+    );
+    routes.insert(
+        "/cover.png".to_owned(),
+        Canned::ok("text/html", b"<html>".to_vec()),
+    );
     routes.insert(
         "/episode-1.png".to_owned(),
         Canned::redirect("http://169.254.169.254/latest/meta-data/"),
@@ -245,19 +304,33 @@ async fn bad_images_are_reported_and_the_webtoon_is_still_saved() -> anyhow::Res
         .map(|a| a.iter().filter_map(|f| f["reason"].as_str()).collect())
         .unwrap_or_default();
     assert_eq!(reasons.len(), 4, "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("not a supported image")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("larger than")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("not a supported image")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("larger than")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("refused")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("404")), "{reasons:?}");
     assert!(aws.object_keys().await?.is_empty());
-    assert_eq!(db.count("SELECT count(*) FROM webtoons WHERE thumbnail_key IS NULL").await?, 1);
+    assert_eq!(
+        db.count("SELECT count(*) FROM webtoons WHERE thumbnail_key IS NULL")
+            .await?,
+        1
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn loopback_images_are_refused_without_the_allowlist_and_server_errors_retry()
 -> anyhow::Result<()> {
-    let (db, aws, images) = (TestDb::new().await?, TestAws::new().await?, demo_images().await?);
+    let (db, aws, images) = (
+        TestDb::new().await?,
+        TestAws::new().await?,
+        demo_images().await?,
+    );
     let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
     let strict = webtoon_deps(&db, &aws, &[])?;
     assert!(failed_ids(&handle(create, &strict).await).is_empty());
@@ -271,6 +344,9 @@ async fn loopback_images_are_refused_without_the_allowlist_and_server_errors_ret
     let other = load_event("webtoon-sync-mixed-batch.json", &flaky.base, &aws.prefix)?;
     let good_id = other.records[0].message_id.clone().unwrap_or_default();
     let response = handle(other, &webtoon_deps(&db, &aws, LOOPBACK)?).await;
-    assert!(failed_ids(&response).contains(&good_id), "a 503 image retries the message");
+    assert!(
+        failed_ids(&response).contains(&good_id),
+        "a 503 image retries the message"
+    );
     Ok(())
 }

@@ -149,9 +149,16 @@ impl TestAws {
         let endpoint = env_or("AWS_ENDPOINT_URL", "http://127.0.0.1:5000");
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .endpoint_url(endpoint)
-            .region(aws_config::Region::new(env_or("AWS_REGION", "ap-northeast-2")))
+            .region(aws_config::Region::new(env_or(
+                "AWS_REGION",
+                "ap-northeast-2",
+            )))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "test", "test", None, None, "local-stack",
+                "test",
+                "test",
+                None,
+                None,
+                "local-stack",
             ))
             .load()
             .await;
@@ -192,7 +199,10 @@ impl TestAws {
     }
 
     pub fn queue_url(&self, queue: &str) -> &str {
-        self.queue_urls.get(queue).map(String::as_str).unwrap_or_default()
+        self.queue_urls
+            .get(queue)
+            .map(String::as_str)
+            .unwrap_or_default()
     }
 
     /// Receives (and deletes) every message now on a queue, bodies parsed as JSON.
@@ -226,7 +236,12 @@ impl TestAws {
     }
 
     pub async fn object_keys(&self) -> anyhow::Result<Vec<String>> {
-        let listed = self.s3.list_objects_v2().bucket(&self.bucket).send().await?;
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await?;
         let mut keys: Vec<String> = listed
             .contents()
             .iter()
@@ -300,7 +315,10 @@ impl ImageServer {
                     if let Ok(mut hits) = hits.lock() {
                         hits.push(path.clone());
                     }
-                    let canned = routes.get(&path).cloned().unwrap_or_else(|| Canned::status(404));
+                    let canned = routes
+                        .get(&path)
+                        .cloned()
+                        .unwrap_or_else(|| Canned::status(404));
                     let mut head = format!(
                         "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
                         canned.status,
@@ -334,7 +352,11 @@ pub fn sample_png(name: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// webtoon-sync's dependencies wired to this test's database, queues and bucket.
-pub fn webtoon_deps(db: &TestDb, aws: &TestAws, allow_hosts: &[&str]) -> anyhow::Result<webtoon_sync::Deps> {
+pub fn webtoon_deps(
+    db: &TestDb,
+    aws: &TestAws,
+    allow_hosts: &[&str],
+) -> anyhow::Result<webtoon_sync::Deps> {
     let policy = adapters::images::FetchPolicy {
         allow_hosts: allow_hosts.iter().map(|h| (*h).to_owned()).collect(),
         ..Default::default()
@@ -380,4 +402,32 @@ pub fn failed_ids(response: &aws_lambda_events::event::sqs::SqsBatchResponse) ->
         .collect();
     ids.sort();
     ids
+}
+
+/// One benchmark figure, as written to `target/bench/results.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BenchResult {
+    pub name: String,
+    pub unit: String,
+    pub value: f64,
+    /// Figures measured beside this one, in the same unit (name → value).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub baselines: std::collections::BTreeMap<String, f64>,
+}
+
+/// Merges results into `target/bench/results.json`, replacing entries of the same name, so
+/// every benchmark of the project adds to one file that can be tracked from run to run.
+pub fn record_bench(results: &[BenchResult]) -> anyhow::Result<PathBuf> {
+    let dir = repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("results.json");
+    let mut all: Vec<BenchResult> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|raw| serde_json::from_str(&raw).ok())
+        .unwrap_or_default();
+    all.retain(|old| results.iter().all(|new| new.name != old.name));
+    all.extend(results.iter().cloned());
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
+    Ok(path)
 }

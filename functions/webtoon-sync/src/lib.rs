@@ -103,8 +103,10 @@ impl Deps {
 
 /// The handler: one SQS batch in, the messages to retry out.
 pub async fn handle(event: SqsEvent, deps: &Deps) -> SqsBatchResponse {
-    let (response, _summary) =
-        sqs_batch::process(event, deps.concurrency, decode, |request| process(request, deps)).await;
+    let (response, _summary) = sqs_batch::process(event, deps.concurrency, decode, |request| {
+        process(request, deps)
+    })
+    .await;
     response
 }
 
@@ -143,7 +145,11 @@ async fn process(request: WebtoonRequest, deps: &Deps) -> Result<(), WorkerError
     let (stored, image_failures) = store_images(deps, &request).await?;
     match store::apply(&deps.db, &request, &stored, image_failures).await? {
         Applied::Recorded(completion) => {
-            tracing::info!(outcome = completion.outcome.as_str(), webtoon_id = completion.webtoon_id, "request applied");
+            tracing::info!(
+                outcome = completion.outcome.as_str(),
+                webtoon_id = completion.webtoon_id,
+                "request applied"
+            );
             deliver(deps, &completion).await
         }
         Applied::AlreadyRecorded => {
@@ -204,8 +210,9 @@ async fn store_images(
 
 /// Sends the completion, then marks it sent. A crash in between resends the same body later.
 async fn deliver(deps: &Deps, completion: &Completion) -> Result<(), WorkerError> {
-    let body = serde_json::to_string(completion)
-        .map_err(|err| WorkerError::retryable(anyhow::Error::new(err).context("encode completion")))?;
+    let body = serde_json::to_string(completion).map_err(|err| {
+        WorkerError::retryable(anyhow::Error::new(err).context("encode completion"))
+    })?;
     let attribute = |value: &str| {
         MessageAttributeValue::builder()
             .data_type("String")
@@ -221,6 +228,8 @@ async fn deliver(deps: &Deps, completion: &Completion) -> Result<(), WorkerError
         .message_attributes("outcome", attribute(completion.outcome.as_str())?)
         .send()
         .await
-        .map_err(|err| WorkerError::retryable(anyhow::Error::new(err).context("send completion")))?;
+        .map_err(|err| {
+            WorkerError::retryable(anyhow::Error::new(err).context("send completion"))
+        })?;
     store::mark_sent(&deps.db, &completion.request_id).await
 }

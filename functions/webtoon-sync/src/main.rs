@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let span = adapters::telemetry::invocation_span(&event.context);
         let deps = &deps;
-        async move { Ok::<_, Error>(webtoon_sync::handle(event.payload, deps).await) }.instrument(span)
+        async move { Ok::<_, Error>(webtoon_sync::handle(event.payload, deps).await) }
+            .instrument(span)
     }))
     .await
 }

@@ -7,9 +7,7 @@ use std::collections::HashMap;
 use adapters::db::classify;
 use chrono::{NaiveDate, Utc};
 use domain::WorkerError;
-use domain::webtoon::{
-    Completion, ImageFailure, Outcome, RequestKind, WebtoonKey, WebtoonRequest,
-};
+use domain::webtoon::{Completion, ImageFailure, Outcome, RequestKind, WebtoonKey, WebtoonRequest};
 use sqlx::{PgPool, Postgres, Transaction};
 use url::Url;
 
@@ -25,7 +23,10 @@ pub enum Applied {
     AlreadyRecorded,
 }
 
-pub async fn find_request(db: &PgPool, request_id: &str) -> Result<Option<PriorRequest>, WorkerError> {
+pub async fn find_request(
+    db: &PgPool,
+    request_id: &str,
+) -> Result<Option<PriorRequest>, WorkerError> {
     let row: Option<(sqlx::types::Json<Completion>, bool)> = sqlx::query_as(
         "SELECT completion, completion_sent_at IS NOT NULL
            FROM webtoon_requests WHERE request_id = $1 AND outcome <> 'pending'",
@@ -206,7 +207,11 @@ async fn upsert_webtoon(
         .await
         .map_err(classify)?;
     if let Some((id, inserted)) = applied {
-        let outcome = if inserted { Outcome::Created } else { Outcome::Updated };
+        let outcome = if inserted {
+            Outcome::Created
+        } else {
+            Outcome::Updated
+        };
         return Ok((Some(id), outcome));
     }
     // Nothing written: either the stored data is newer, or an update names an unknown webtoon.

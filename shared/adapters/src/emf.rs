@@ -109,7 +109,10 @@ mod tests {
         assert_eq!(doc["_aws"]["Timestamp"], 1_700_000_000_000_i64);
         assert_eq!(directive["Namespace"], NAMESPACE);
         assert_eq!(directive["Dimensions"], json!([["FunctionName", "Queue"]]));
-        assert_eq!(directive["Metrics"][1], json!({"Name": "Duration", "Unit": "Milliseconds"}));
+        assert_eq!(
+            directive["Metrics"][1],
+            json!({"Name": "Duration", "Unit": "Milliseconds"})
+        );
         assert_eq!(doc["FunctionName"], "webtoon-sync");
         assert_eq!(doc["Queue"], "create");
         assert_eq!(doc["Processed"], 3.0);

@@ -88,7 +88,21 @@ impl ImageFormat {
             [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', ..] => Some(Self::Png),
             [0xff, 0xd8, 0xff, ..] => Some(Self::Jpeg),
             [b'G', b'I', b'F', b'8', b'7' | b'9', b'a', ..] => Some(Self::Gif),
-            [b'R', b'I', b'F', b'F', _, _, _, _, b'W', b'E', b'B', b'P', ..] => Some(Self::Webp),
+            [
+                b'R',
+                b'I',
+                b'F',
+                b'F',
+                _,
+                _,
+                _,
+                _,
+                b'W',
+                b'E',
+                b'B',
+                b'P',
+                ..,
+            ] => Some(Self::Webp),
             _ => None,
         }
     }
@@ -118,7 +132,9 @@ struct Allowlist(Vec<String>);
 impl Allowlist {
     fn permits(&self, host: &str) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        self.0.iter().any(|allowed| allowed.eq_ignore_ascii_case(host))
+        self.0
+            .iter()
+            .any(|allowed| allowed.eq_ignore_ascii_case(host))
     }
 }
 
@@ -138,9 +154,8 @@ impl Resolve for GuardedResolver {
         let allow = Arc::clone(&self.allow);
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let permitted: Vec<SocketAddr> = if allow.permits(&host) {
                 resolved
             } else {
@@ -212,7 +227,9 @@ fn check_target(url: &Url, allow: &Allowlist) -> Result<(), FetchError> {
     if is_public(literal) || allow.permits(&literal.to_string()) {
         Ok(())
     } else {
-        Err(FetchError::Refused(format!("address {literal} is not public")))
+        Err(FetchError::Refused(format!(
+            "address {literal} is not public"
+        )))
     }
 }
 
@@ -231,7 +248,9 @@ impl ImageFetcher {
         let max_redirects = policy.max_redirects;
         let redirects = redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() > max_redirects {
-                attempt.error(FetchError::Refused(format!("more than {max_redirects} redirects")))
+                attempt.error(FetchError::Refused(format!(
+                    "more than {max_redirects} redirects"
+                )))
             } else if let Err(refused) = check_target(attempt.url(), &redirect_allow) {
                 attempt.error(refused)
             } else {
@@ -246,7 +265,10 @@ impl ImageFetcher {
                 allow: Arc::clone(&allow),
             }))
             .no_proxy()
-            .user_agent(concat!("adworkers-image-fetcher/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "adworkers-image-fetcher/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()?;
         Ok(Self {
             client,
@@ -258,7 +280,12 @@ impl ImageFetcher {
     #[tracing::instrument(skip(self), fields(url = %url))]
     pub async fn fetch(&self, url: &Url) -> Result<Image, FetchError> {
         check_target(url, &self.allow)?;
-        let mut response = self.client.get(url.clone()).send().await.map_err(request_error)?;
+        let mut response = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(request_error)?;
         let status = response.status();
         if !status.is_success() {
             return Err(FetchError::Status(status.as_u16()));
@@ -287,7 +314,9 @@ impl ImageFetcher {
             body.extend_from_slice(&chunk);
         }
         let format = ImageFormat::sniff(&body).ok_or_else(|| {
-            FetchError::NotAnImage(format!("bytes are not PNG, JPEG, GIF or WebP (declared {declared})"))
+            FetchError::NotAnImage(format!(
+                "bytes are not PNG, JPEG, GIF or WebP (declared {declared})"
+            ))
         })?;
         Ok(Image {
             bytes: body.freeze(),
@@ -328,14 +357,24 @@ impl ImageStore {
 
     pub fn key_for(image: &Image) -> String {
         let digest = hex::encode(Sha256::digest(&image.bytes));
-        format!("images/{}/{digest}.{}", &digest[..2], image.format.extension())
+        format!(
+            "images/{}/{digest}.{}",
+            &digest[..2],
+            image.format.extension()
+        )
     }
 
     /// Stores the image unless an object with its hash is already there; returns the key.
     #[tracing::instrument(skip_all, fields(bucket = %self.bucket))]
     pub async fn put(&self, image: &Image) -> Result<String, WorkerError> {
         let key = Self::key_for(image);
-        let head = self.s3.head_object().bucket(&self.bucket).key(&key).send().await;
+        let head = self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await;
         match head {
             Ok(_) => return Ok(key),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {}
@@ -355,7 +394,9 @@ impl ImageStore {
             .send()
             .await
             .map_err(|err| {
-                WorkerError::retryable(anyhow::Error::new(err).context(format!("S3 PutObject {key}")))
+                WorkerError::retryable(
+                    anyhow::Error::new(err).context(format!("S3 PutObject {key}")),
+                )
             })?;
         Ok(key)
     }
@@ -371,7 +412,12 @@ mod tests {
 
     #[test]
     fn only_public_addresses_pass() {
-        for public in ["8.8.8.8", "203.0.114.1", "2606:4700::1111", "64:ff9b::808:808"] {
+        for public in [
+            "8.8.8.8",
+            "203.0.114.1",
+            "2606:4700::1111",
+            "64:ff9b::808:808",
+        ] {
             assert!(is_public(ip(public)), "{public} should be public");
         }
         for internal in [
@@ -419,10 +465,19 @@ mod tests {
 
     #[test]
     fn formats_are_sniffed_from_bytes() {
-        assert_eq!(ImageFormat::sniff(b"\x89PNG\r\n\x1a\nrest"), Some(ImageFormat::Png));
-        assert_eq!(ImageFormat::sniff(b"\xff\xd8\xff\xe0"), Some(ImageFormat::Jpeg));
+        assert_eq!(
+            ImageFormat::sniff(b"\x89PNG\r\n\x1a\nrest"),
+            Some(ImageFormat::Png)
+        );
+        assert_eq!(
+            ImageFormat::sniff(b"\xff\xd8\xff\xe0"),
+            Some(ImageFormat::Jpeg)
+        );
         assert_eq!(ImageFormat::sniff(b"GIF89a..."), Some(ImageFormat::Gif));
-        assert_eq!(ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ImageFormat::Webp));
+        assert_eq!(
+            ImageFormat::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Some(ImageFormat::Webp)
+        );
         assert_eq!(ImageFormat::sniff(b"<html>"), None);
     }
 

@@ -142,7 +142,11 @@ where
         .put("Processed", summary.succeeded as f64, Unit::Count)
         .put("PermanentFailures", summary.permanent as f64, Unit::Count)
         .put("RetryableFailures", summary.retryable as f64, Unit::Count)
-        .put("BatchDuration", elapsed.as_secs_f64() * 1e3, Unit::Milliseconds);
+        .put(
+            "BatchDuration",
+            elapsed.as_secs_f64() * 1e3,
+            Unit::Milliseconds,
+        );
     metrics.emit();
     tracing::info!(
         total,
@@ -171,7 +175,11 @@ fn report(err: &WorkerError) {
             tracing::warn!(error.kind = err.kind(), reason = %reason, "message rejected");
         }
         WorkerError::Retryable(cause) => {
-            tracing::error!(error.kind = err.kind(), error = format!("{cause:#}"), "message failed, will be retried");
+            tracing::error!(
+                error.kind = err.kind(),
+                error = format!("{cause:#}"),
+                "message failed, will be retried"
+            );
         }
     }
 }
@@ -264,13 +272,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_permanent_failure_does_not_hold_back_its_group() {
-        let (response, summary) = process(event(&["a:x", "a:y"]), 2, decode, |item: String| async move {
-            if item == "a:x" {
-                Err(WorkerError::permanent("rejected"))
-            } else {
-                Ok(())
-            }
-        })
+        let (response, summary) = process(
+            event(&["a:x", "a:y"]),
+            2,
+            decode,
+            |item: String| async move {
+                if item == "a:x" {
+                    Err(WorkerError::permanent("rejected"))
+                } else {
+                    Ok(())
+                }
+            },
+        )
         .await;
         assert_eq!(failed_ids(&response), ["m0"]);
         assert_eq!(summary.succeeded, 1);

@@ -244,10 +244,14 @@ pub fn parse_request(kind: RequestKind, body: &str) -> Result<WebtoonRequest, Wo
 
     if kind == RequestKind::Create {
         if title.is_none() {
-            return Err(WorkerError::permanent("create request: missing field `title`"));
+            return Err(WorkerError::permanent(
+                "create request: missing field `title`",
+            ));
         }
         if wire.status.is_none() {
-            return Err(WorkerError::permanent("create request: missing field `status`"));
+            return Err(WorkerError::permanent(
+                "create request: missing field `status`",
+            ));
         }
     }
     if let Some(rating) = wire.rating
@@ -467,13 +471,19 @@ mod tests {
     fn a_full_create_request_is_normalised() {
         let req = parse(RequestKind::Create, CREATE).expect("valid");
         assert_eq!(req.key.to_string(), "NAVER:783053");
-        assert_eq!(req.fields.genres.as_deref(), Some(&["FANTASY".to_owned(), "ACTION".to_owned()][..]));
+        assert_eq!(
+            req.fields.genres.as_deref(),
+            Some(&["FANTASY".to_owned(), "ACTION".to_owned()][..])
+        );
         assert_eq!(req.fields.authors.as_ref().map(Vec::len), Some(1));
         assert_eq!(req.fields.publish_days, Some(vec![Weekday::Mon]));
         let urls: Vec<_> = req.image_urls().iter().map(|u| u.as_str()).collect();
         assert_eq!(
             urls,
-            ["https://img.example.com/t.png", "https://img.example.com/e1.png"]
+            [
+                "https://img.example.com/t.png",
+                "https://img.example.com/e1.png"
+            ]
         );
     }
 
@@ -497,17 +507,25 @@ mod tests {
     #[test]
     fn bad_input_is_permanent_with_a_reason() {
         let unknown_platform = CREATE.replace("NAVER", "MYSPACE");
-        assert!(reason(parse(RequestKind::Create, &unknown_platform)).contains("unknown variant `MYSPACE`"));
+        assert!(
+            reason(parse(RequestKind::Create, &unknown_platform))
+                .contains("unknown variant `MYSPACE`")
+        );
 
         let missing_id = CREATE.replace(r#""request_id": "req-1","#, "");
-        assert!(reason(parse(RequestKind::Create, &missing_id)).contains("missing field `request_id`"));
+        assert!(
+            reason(parse(RequestKind::Create, &missing_id)).contains("missing field `request_id`")
+        );
 
         assert!(reason(parse(RequestKind::Create, "not json")).starts_with("malformed JSON"));
 
         let bad_rating = CREATE.replace("9.8", "11.5");
         assert!(reason(parse(RequestKind::Create, &bad_rating)).contains("outside 0.0..=10.0"));
 
-        let ftp = CREATE.replace("https://img.example.com/e1.png", "ftp://img.example.com/e1.png");
+        let ftp = CREATE.replace(
+            "https://img.example.com/e1.png",
+            "ftp://img.example.com/e1.png",
+        );
         assert!(reason(parse(RequestKind::Create, &ftp)).contains("not an http(s) URL"));
 
         let blank_title = CREATE.replace(r#""Tower""#, r#""   ""#);
@@ -527,9 +545,18 @@ mod tests {
 
     #[test]
     fn queues_are_recognised_by_suffix() {
-        assert_eq!(RequestKind::from_queue_name("webtoon-create-request"), Some(RequestKind::Create));
-        assert_eq!(RequestKind::from_queue_name("t42-webtoon-update-request"), Some(RequestKind::Update));
-        assert_eq!(RequestKind::from_queue_name("webtoon-create-complete"), None);
+        assert_eq!(
+            RequestKind::from_queue_name("webtoon-create-request"),
+            Some(RequestKind::Create)
+        );
+        assert_eq!(
+            RequestKind::from_queue_name("t42-webtoon-update-request"),
+            Some(RequestKind::Update)
+        );
+        assert_eq!(
+            RequestKind::from_queue_name("webtoon-create-complete"),
+            None
+        );
     }
 
     #[test]
