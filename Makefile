@@ -24,11 +24,11 @@ lint: up ## rustfmt, clippy (warnings are errors), sam validate --lint
 	@$(WITH_STACK) sam validate --lint
 
 unit: ## unit tests: no services needed
-	cargo test --workspace --exclude integration-tests --locked
+	cargo test --workspace --exclude integration-tests --lib --bins --tests --locked
 
 integration: up ## integration tests against the real stack, and the stack against template.yaml
 	@$(WITH_STACK) python3 infra/local/provision.py --check
-	@$(WITH_STACK) cargo test -p integration-tests --locked
+	@$(WITH_STACK) cargo test -p integration-tests --test '*' --locked
 
 e2e: up ## the built function through cargo lambda watch + invoke with the files in events/
 	@bash infra/local/e2e.sh test

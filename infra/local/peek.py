@@ -2,7 +2,6 @@
 """Reads the local AWS endpoint for the demo and the end-to-end check, by the template's logical
 names (from .stack/resources.json, written by provision.py).
 
-  peek.py purge QUEUE...     empty queues
   peek.py drain QUEUE        print each message body on the queue (one JSON per line), deleting it
   peek.py objects BUCKET     print the bucket's keys with their sizes
 """
@@ -23,10 +22,7 @@ def client(name):
 
 
 def main(command, *names):
-    if command == "purge":
-        for name in names:
-            client("sqs").purge_queue(QueueUrl=RESOURCES[name])
-    elif command == "drain":
+    if command == "drain":
         sqs, url = client("sqs"), RESOURCES[names[0]]
         while True:
             messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
