@@ -5,26 +5,10 @@
 use std::collections::HashMap;
 
 use integration_tests::{
-    Canned, ImageServer, TestAws, TestDb, failed_ids, load_event, redelivered, sample_png,
-    webtoon_deps,
+    Canned, Fixture, ImageServer, failed_ids, load_event, redelivered, webtoon_deps,
 };
 use serde_json::Value;
 use webtoon_sync::handle;
-
-const LOOPBACK: &[&str] = &["127.0.0.1"];
-
-async fn demo_images() -> anyhow::Result<ImageServer> {
-    let mut routes = HashMap::new();
-    for name in [
-        "thumbnail.png",
-        "cover.png",
-        "episode-1.png",
-        "episode-2.png",
-    ] {
-        routes.insert(format!("/{name}"), Canned::png(sample_png(name)?));
-    }
-    ImageServer::start(routes).await
-}
 
 fn outcomes(messages: &[Value]) -> Vec<(String, String)> {
     let mut out: Vec<_> = messages
@@ -42,15 +26,12 @@ fn outcomes(messages: &[Value]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn create_update_duplicate_and_poison_in_one_batch() -> anyhow::Result<()> {
-    let (db, aws, images) = (
-        TestDb::new().await?,
-        TestAws::new().await?,
-        demo_images().await?,
-    );
-    let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
-    let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
-    let update = load_event("webtoon-sync-update.json", &images.base, &aws.prefix)?;
-    let mixed = load_event("webtoon-sync-mixed-batch.json", &images.base, &aws.prefix)?;
+    let f = Fixture::new().await?;
+    let Fixture { db, aws, images } = &f;
+    let deps = f.deps()?;
+    let create = f.event("webtoon-sync-create.json")?;
+    let update = f.event("webtoon-sync-update.json")?;
+    let mixed = f.event("webtoon-sync-mixed-batch.json")?;
 
     let response = handle(create.clone(), &deps).await;
     assert!(failed_ids(&response).is_empty(), "{response:?}");
@@ -140,15 +121,12 @@ async fn create_update_duplicate_and_poison_in_one_batch() -> anyhow::Result<()>
 
 #[tokio::test]
 async fn a_crash_before_the_completion_resends_the_same_completion_once() -> anyhow::Result<()> {
-    let (db, aws, images) = (
-        TestDb::new().await?,
-        TestAws::new().await?,
-        demo_images().await?,
-    );
-    let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
+    let f = Fixture::new().await?;
+    let Fixture { db, aws, .. } = &f;
+    let create = f.event("webtoon-sync-create.json")?;
 
     // First delivery: the change commits, then sending the completion fails (queue gone).
-    let mut broken = webtoon_deps(&db, &aws, LOOPBACK)?;
+    let mut broken = f.deps()?;
     broken.queues.create_url = format!("{}-missing", broken.queues.create_url);
     let response = handle(create.clone(), &broken).await;
     assert_eq!(
@@ -162,7 +140,7 @@ async fn a_crash_before_the_completion_resends_the_same_completion_once() -> any
         .await?;
 
     // Redelivery: no second write, the recorded completion goes out; a third delivery is a no-op.
-    let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
+    let deps = f.deps()?;
     for attempt in ["retry", "again"] {
         let response = handle(redelivered(&create, attempt), &deps).await;
         assert!(failed_ids(&response).is_empty(), "{response:?}");
@@ -189,14 +167,11 @@ async fn a_crash_before_the_completion_resends_the_same_completion_once() -> any
 
 #[tokio::test]
 async fn a_database_outage_fails_the_messages_and_the_retry_converges() -> anyhow::Result<()> {
-    let (db, aws, images) = (
-        TestDb::new().await?,
-        TestAws::new().await?,
-        demo_images().await?,
-    );
-    let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
+    let f = Fixture::new().await?;
+    let Fixture { db, aws, .. } = &f;
+    let create = f.event("webtoon-sync-create.json")?;
 
-    let mut down = webtoon_deps(&db, &aws, LOOPBACK)?;
+    let mut down = f.deps()?;
     let mut config = integration_tests::db_config();
     config.acquire_timeout = std::time::Duration::from_millis(500);
     down.db = adapters::db::pool_with(&config, db.options.clone().port(1));
@@ -208,7 +183,7 @@ async fn a_database_outage_fails_the_messages_and_the_retry_converges() -> anyho
     );
     assert_eq!(db.count("SELECT count(*) FROM webtoons").await?, 0);
 
-    let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
+    let deps = f.deps()?;
     let response = handle(redelivered(&create, "retry"), &deps).await;
     assert!(failed_ids(&response).is_empty());
     assert_eq!(db.count("SELECT count(*) FROM webtoons").await?, 1);
@@ -218,13 +193,10 @@ async fn a_database_outage_fails_the_messages_and_the_retry_converges() -> anyho
 
 #[tokio::test]
 async fn concurrent_deliveries_of_one_request_apply_it_once() -> anyhow::Result<()> {
-    let (db, aws, images) = (
-        TestDb::new().await?,
-        TestAws::new().await?,
-        demo_images().await?,
-    );
-    let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
-    let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
+    let f = Fixture::new().await?;
+    let Fixture { db, aws, .. } = &f;
+    let deps = f.deps()?;
+    let create = f.event("webtoon-sync-create.json")?;
 
     let (a, b) = tokio::join!(
         handle(redelivered(&create, "a"), &deps),
@@ -239,13 +211,10 @@ async fn concurrent_deliveries_of_one_request_apply_it_once() -> anyhow::Result<
 
 #[tokio::test]
 async fn late_and_unknown_updates_change_nothing() -> anyhow::Result<()> {
-    let (db, aws, images) = (
-        TestDb::new().await?,
-        TestAws::new().await?,
-        demo_images().await?,
-    );
-    let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
-    let update = load_event("webtoon-sync-update.json", &images.base, &aws.prefix)?;
+    let f = Fixture::new().await?;
+    let Fixture { db, aws, .. } = &f;
+    let deps = f.deps()?;
+    let update = f.event("webtoon-sync-update.json")?;
 
     // An update before any create: nothing to update.
     assert!(failed_ids(&handle(update.clone(), &deps).await).is_empty());
@@ -254,7 +223,7 @@ async fn late_and_unknown_updates_change_nothing() -> anyhow::Result<()> {
     assert_eq!(sent[0]["webtoon_id"], Value::Null);
 
     // Create, then an update requested before the create arrives late: stale, ignored.
-    let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
+    let create = f.event("webtoon-sync-create.json")?;
     assert!(failed_ids(&handle(create, &deps).await).is_empty());
     let mut late = update.clone();
     for record in &mut late.records {
@@ -278,7 +247,6 @@ async fn late_and_unknown_updates_change_nothing() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn bad_images_are_reported_and_the_webtoon_is_still_saved() -> anyhow::Result<()> {
-    let (db, aws) = (TestDb::new().await?, TestAws::new().await?);
     let mut routes = HashMap::new();
     routes.insert(
         "/thumbnail.png".to_owned(),
@@ -292,9 +260,10 @@ async fn bad_images_are_reported_and_the_webtoon_is_still_saved() -> anyhow::Res
         "/episode-1.png".to_owned(),
         Canned::redirect("http://169.254.169.254/latest/meta-data/"),
     );
-    let images = ImageServer::start(routes).await?; // episode-2.png: 404
-    let deps = webtoon_deps(&db, &aws, LOOPBACK)?;
-    let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
+    let f = Fixture::with_images(ImageServer::start(routes).await?).await?; // episode-2.png: 404
+    let Fixture { db, aws, .. } = &f;
+    let deps = f.deps()?;
+    let create = f.event("webtoon-sync-create.json")?;
 
     assert!(failed_ids(&handle(create, &deps).await).is_empty());
     let sent = aws.drain("webtoon-create-complete").await?;
@@ -326,13 +295,10 @@ async fn bad_images_are_reported_and_the_webtoon_is_still_saved() -> anyhow::Res
 #[tokio::test]
 async fn loopback_images_are_refused_without_the_allowlist_and_server_errors_retry()
 -> anyhow::Result<()> {
-    let (db, aws, images) = (
-        TestDb::new().await?,
-        TestAws::new().await?,
-        demo_images().await?,
-    );
-    let create = load_event("webtoon-sync-create.json", &images.base, &aws.prefix)?;
-    let strict = webtoon_deps(&db, &aws, &[])?;
+    let f = Fixture::new().await?;
+    let Fixture { db, aws, images } = &f;
+    let create = f.event("webtoon-sync-create.json")?;
+    let strict = webtoon_deps(db, aws, &[])?;
     assert!(failed_ids(&handle(create, &strict).await).is_empty());
     let sent = aws.drain("webtoon-create-complete").await?;
     assert_eq!(sent[0]["image_failures"].as_array().map(Vec::len), Some(4));
@@ -343,7 +309,7 @@ async fn loopback_images_are_refused_without_the_allowlist_and_server_errors_ret
     let flaky = ImageServer::start(routes).await?;
     let other = load_event("webtoon-sync-mixed-batch.json", &flaky.base, &aws.prefix)?;
     let good_id = other.records[0].message_id.clone().unwrap_or_default();
-    let response = handle(other, &webtoon_deps(&db, &aws, LOOPBACK)?).await;
+    let response = handle(other, &f.deps()?).await;
     assert!(
         failed_ids(&response).contains(&good_id),
         "a 503 image retries the message"

@@ -3,14 +3,10 @@
 //! images (download, hash, S3 HeadObject/PutObject) and metadata-only requests. Figures go to
 //! stdout and to target/bench/results.json; there is no pass/fail.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use integration_tests::{
-    BenchResult, Canned, ImageServer, TestAws, TestDb, failed_ids, record_bench, sample_png,
-    unique, webtoon_deps,
-};
+use integration_tests::{BenchResult, Fixture, failed_ids, record_bench, unique};
 use serde_json::json;
 
 /// A batch of create requests for distinct webtoons, each with five episodes.
@@ -49,18 +45,9 @@ fn batch(size: usize, queue_prefix: &str, image_base: Option<&str>) -> anyhow::R
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let (db, aws) = (TestDb::new().await?, TestAws::new().await?);
-    let mut routes = HashMap::new();
-    for name in [
-        "thumbnail.png",
-        "cover.png",
-        "episode-1.png",
-        "episode-2.png",
-    ] {
-        routes.insert(format!("/{name}"), Canned::png(sample_png(name)?));
-    }
-    let images = ImageServer::start(routes).await?;
-    let deps = webtoon_deps(&db, &aws, &["127.0.0.1"])?;
+    let fixture = Fixture::new().await?;
+    let (aws, images) = (&fixture.aws, &fixture.images);
+    let deps = fixture.deps()?;
 
     println!("webtoon-sync: messages/s per batch (local PostgreSQL, moto S3/SQS, local images)");
     println!(

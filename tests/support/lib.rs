@@ -345,6 +345,52 @@ impl ImageServer {
     }
 }
 
+/// An image server with the demo's sample PNGs under their file names.
+pub async fn sample_image_server() -> anyhow::Result<ImageServer> {
+    let mut routes = HashMap::new();
+    for name in [
+        "thumbnail.png",
+        "cover.png",
+        "episode-1.png",
+        "episode-2.png",
+    ] {
+        routes.insert(format!("/{name}"), Canned::png(sample_png(name)?));
+    }
+    ImageServer::start(routes).await
+}
+
+/// One webtoon-sync test's world: its own database, AWS resources and image server.
+pub struct Fixture {
+    pub db: TestDb,
+    pub aws: TestAws,
+    pub images: ImageServer,
+}
+
+impl Fixture {
+    /// With the sample images.
+    pub async fn new() -> anyhow::Result<Self> {
+        Self::with_images(sample_image_server().await?).await
+    }
+
+    pub async fn with_images(images: ImageServer) -> anyhow::Result<Self> {
+        Ok(Self {
+            db: TestDb::new().await?,
+            aws: TestAws::new().await?,
+            images,
+        })
+    }
+
+    /// The function's dependencies, allowed to fetch from the loopback image server.
+    pub fn deps(&self) -> anyhow::Result<webtoon_sync::Deps> {
+        webtoon_deps(&self.db, &self.aws, &["127.0.0.1"])
+    }
+
+    /// A sample event from `events/`, aimed at this fixture's image server and queues.
+    pub fn event(&self, file: &str) -> anyhow::Result<SqsEvent> {
+        load_event(file, &self.images.base, &self.aws.prefix)
+    }
+}
+
 /// The small PNGs the demo serves; tests serve the same bytes.
 pub fn sample_png(name: &str) -> anyhow::Result<Vec<u8>> {
     let path = repo_root().join("infra/local/images").join(name);
