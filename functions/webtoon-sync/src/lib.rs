@@ -22,7 +22,7 @@ use domain::webtoon::{Completion, ImageFailure, RequestKind, WebtoonRequest, par
 use futures::StreamExt as _;
 use sqlx::PgPool;
 
-pub use store::Applied;
+use store::Applied;
 
 /// Images fetched at once for one request.
 const IMAGE_CONCURRENCY: usize = 4;
@@ -232,4 +232,54 @@ async fn deliver(deps: &Deps, completion: &Completion) -> Result<(), WorkerError
             WorkerError::retryable(anyhow::Error::new(err).context("send completion"))
         })?;
     store::mark_sent(&deps.db, &completion.request_id).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(file: &str) -> SqsEvent {
+        let path = format!("{}/../../events/{file}", env!("CARGO_MANIFEST_DIR"));
+        let raw = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        serde_json::from_str(&raw).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn sample_events_decode_and_group_by_webtoon() {
+        for (file, kind) in [
+            ("webtoon-sync-create.json", RequestKind::Create),
+            ("webtoon-sync-update.json", RequestKind::Update),
+        ] {
+            let event = sample(file);
+            let decoded = decode(&event.records[0]).expect("sample event decodes");
+            assert_eq!(decoded.group, "NAVER:783053");
+            assert_eq!(decoded.item.kind, kind, "{file}");
+        }
+    }
+
+    #[test]
+    fn the_mixed_sample_has_one_good_and_two_poison_messages() {
+        let event = sample("webtoon-sync-mixed-batch.json");
+        let results: Vec<_> = event.records.iter().map(decode).collect();
+        assert!(results[0].is_ok());
+        assert!(
+            results[1..]
+                .iter()
+                .all(|r| matches!(r, Err(WorkerError::Permanent(_))))
+        );
+    }
+
+    #[test]
+    fn messages_from_other_queues_or_without_a_body_are_rejected() {
+        let mut message = sample("webtoon-sync-create.json").records.remove(0);
+        message.event_source_arn = Some("arn:aws:sqs:ap-northeast-2:123456789012:other".into());
+        assert!(
+            matches!(decode(&message), Err(WorkerError::Permanent(r)) if r.contains("unexpected queue"))
+        );
+        let mut message = sample("webtoon-sync-create.json").records.remove(0);
+        message.body = None;
+        assert!(
+            matches!(decode(&message), Err(WorkerError::Permanent(r)) if r.contains("no body"))
+        );
+    }
 }
