@@ -477,3 +477,88 @@ pub fn record_bench(results: &[BenchResult]) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
     Ok(path)
 }
+
+pub fn kafka_brokers() -> String {
+    env_or("KAFKA_BROKERS", "127.0.0.1:9092")
+}
+
+/// Creates topics on the local broker (it does not create them on first use).
+pub async fn create_topics(names: &[&str]) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()?;
+    let topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| NewTopic::new(name, 1, TopicReplication::Fixed(1)))
+        .collect();
+    for result in admin.create_topics(&topics, &AdminOptions::new()).await? {
+        result.map_err(|(topic, code)| anyhow::anyhow!("create topic {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// A record read back from a topic: payload and headers.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads a topic from the beginning until `expected` records arrived or `wait` passed.
+pub async fn read_topic(
+    topic: &str,
+    expected: usize,
+    wait: Duration,
+) -> anyhow::Result<Vec<Consumed>> {
+    use rdkafka::Message as _;
+    use rdkafka::consumer::{Consumer as _, StreamConsumer};
+    use rdkafka::message::Headers as _;
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", unique("reader-"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while out.len() < expected {
+        let Ok(message) = tokio::time::timeout_at(deadline, consumer.recv()).await else {
+            break;
+        };
+        let message = message?;
+        let headers = message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|header| {
+                        let value = header
+                            .value
+                            .map(String::from_utf8_lossy)
+                            .unwrap_or_default();
+                        (header.key.to_owned(), value.into_owned())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Consumed {
+            payload: message.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    Ok(out)
+}
+
+/// Reads a sample MSK event from `events/`, renaming its topic (record keys included).
+pub fn load_kafka_event(
+    file: &str,
+    topic: &str,
+    renamed: &str,
+) -> anyhow::Result<aws_lambda_events::event::kafka::KafkaEvent> {
+    let path = repo_root().join("events").join(file);
+    let raw = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    Ok(serde_json::from_str(
+        &raw.replace(&format!("\"{topic}"), &format!("\"{renamed}")),
+    )?)
+}

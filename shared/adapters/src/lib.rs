@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod emf;
 pub mod images;
+pub mod kafka;
 pub mod redis;
 pub mod sqs_batch;
 pub mod telemetry;

@@ -2,6 +2,7 @@
 //! unit-tested without a running service.
 
 pub mod error;
+pub mod metrics;
 pub mod webtoon;
 
 pub use error::WorkerError;

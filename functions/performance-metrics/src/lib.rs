@@ -1,0 +1,93 @@
+//! performance-metrics: Flink window results from the `performance-metrics` topic (consumer
+//! group `performance-aggregator`, SPEC §2) into `performance_metrics`. The batch's valid
+//! windows go in with one multi-row statement; a window already stored (same campaign, size and
+//! start) is left as it is, so duplicates and replays change nothing.
+
+use std::collections::HashSet;
+
+use adapters::kafka::{self, DeadLetters, KafkaBatchSummary};
+use adapters::{aws, config, db};
+use aws_lambda_events::event::kafka::KafkaEvent;
+use domain::WorkerError;
+use domain::metrics::{MetricWindow, parse_window};
+use sqlx::PgPool;
+
+/// The consumer group, which also owns this function's dead letters.
+pub const CONSUMER: &str = "performance-aggregator";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: config::DatabaseConfig,
+    pub kafka_brokers: String,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            database: config::DatabaseConfig::from_env()?,
+            kafka_brokers: config::required("KAFKA_BROKERS")?,
+        })
+    }
+}
+
+pub struct Deps {
+    pub db: PgPool,
+    pub dead_letters: DeadLetters,
+}
+
+impl Deps {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let sdk = aws::sdk_config().await;
+        let db = db::pool(&config.database, &sdk).await?;
+        let dead_letters = DeadLetters::new(&config.kafka_brokers, db.clone(), CONSUMER)?;
+        Ok(Self { db, dead_letters })
+    }
+}
+
+pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary, WorkerError> {
+    kafka::process(
+        &event,
+        |record| parse_window(&record.value),
+        |windows| store(&deps.db, windows),
+        &deps.dead_letters,
+    )
+    .await
+}
+
+/// Inserts the windows in one statement; returns how many were new.
+pub async fn store(db: &PgPool, windows: Vec<MetricWindow>) -> Result<usize, WorkerError> {
+    // The same window twice in one batch: keep the first, as the table would.
+    let mut seen = HashSet::with_capacity(windows.len());
+    let windows: Vec<MetricWindow> = windows
+        .into_iter()
+        .filter(|w| seen.insert(w.key()))
+        .collect();
+    if windows.is_empty() {
+        return Ok(0);
+    }
+    let column = |f: fn(&MetricWindow) -> i64| windows.iter().map(f).collect::<Vec<i64>>();
+    let sizes: Vec<&str> = windows.iter().map(|w| w.window_size.as_str()).collect();
+    let starts: Vec<_> = windows.iter().map(|w| w.window_start).collect();
+    let dates: Vec<_> = windows.iter().map(|w| w.window_date).collect();
+    let inserted = sqlx::query(
+        "INSERT INTO performance_metrics (campaign_id, advertiser_id, window_size, window_start,
+             window_date, impressions, clicks, conversions, cost_micros)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
+             $5::date[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
+         ON CONFLICT (campaign_id, window_size, window_start) DO NOTHING",
+    )
+    .bind(column(|w| w.campaign_id))
+    .bind(column(|w| w.advertiser_id))
+    .bind(&sizes)
+    .bind(&starts)
+    .bind(&dates)
+    .bind(column(|w| w.impressions))
+    .bind(column(|w| w.clicks))
+    .bind(column(|w| w.conversions))
+    .bind(column(|w| w.cost_micros))
+    .execute(db)
+    .await
+    .map_err(db::classify)?
+    .rows_affected();
+    Ok(inserted as usize)
+}

@@ -1,0 +1,173 @@
+//! Performance metrics (SPEC §2, `performance-metrics`): one Flink window result per record.
+//! Validation rules live here; the function stores valid windows set-based, keyed by
+//! (campaign, window size, window start), so a duplicate window is a no-op.
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use serde::Deserialize;
+
+use crate::WorkerError;
+
+/// Korea Standard Time has no daylight saving, so a fixed offset is exact. Checked at compile
+/// time.
+pub const KST: FixedOffset = match FixedOffset::east_opt(9 * 3600) {
+    Some(offset) => offset,
+    None => panic!("UTC+9 is a valid offset"),
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum WindowSize {
+    #[serde(rename = "1m")]
+    OneMinute,
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    #[serde(rename = "1h")]
+    OneHour,
+}
+
+impl WindowSize {
+    pub fn seconds(self) -> i64 {
+        match self {
+            Self::OneMinute => 60,
+            Self::FiveMinutes => 300,
+            Self::OneHour => 3600,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OneMinute => "1m",
+            Self::FiveMinutes => "5m",
+            Self::OneHour => "1h",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct WireWindow {
+    campaign_id: i64,
+    advertiser_id: i64,
+    window_size: WindowSize,
+    window_start: DateTime<Utc>,
+    impressions: i64,
+    clicks: i64,
+    conversions: i64,
+    cost: f64,
+}
+
+/// A validated window result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricWindow {
+    pub campaign_id: i64,
+    pub advertiser_id: i64,
+    pub window_size: WindowSize,
+    pub window_start: DateTime<Utc>,
+    /// The window's calendar date in Asia/Seoul, the date reports and rollups use.
+    pub window_date: NaiveDate,
+    pub impressions: i64,
+    pub clicks: i64,
+    pub conversions: i64,
+    /// Cost in millionths of the currency unit: exact sums, no float drift.
+    pub cost_micros: i64,
+}
+
+impl MetricWindow {
+    pub fn key(&self) -> (i64, WindowSize, DateTime<Utc>) {
+        (self.campaign_id, self.window_size, self.window_start)
+    }
+}
+
+pub fn parse_window(value: &[u8]) -> Result<MetricWindow, WorkerError> {
+    let w: WireWindow = serde_json::from_slice(value)?;
+    if w.campaign_id <= 0 || w.advertiser_id <= 0 {
+        return Err(WorkerError::permanent(
+            "campaign_id and advertiser_id must be positive",
+        ));
+    }
+    if w.window_start.timestamp() % w.window_size.seconds() != 0
+        || w.window_start.timestamp_subsec_nanos() != 0
+    {
+        return Err(WorkerError::permanent(format_args!(
+            "window_start {} is not aligned to {}",
+            w.window_start,
+            w.window_size.as_str()
+        )));
+    }
+    if w.impressions < 0 || w.clicks < 0 || w.conversions < 0 {
+        return Err(WorkerError::permanent("counts must be non-negative"));
+    }
+    if w.clicks > w.impressions {
+        return Err(WorkerError::permanent(format_args!(
+            "clicks {} exceed impressions {}",
+            w.clicks, w.impressions
+        )));
+    }
+    if w.conversions > w.clicks {
+        return Err(WorkerError::permanent(format_args!(
+            "conversions {} exceed clicks {}",
+            w.conversions, w.clicks
+        )));
+    }
+    if !w.cost.is_finite() || w.cost < 0.0 || w.cost > 1e12 {
+        return Err(WorkerError::permanent(format_args!(
+            "cost {} is not a valid amount",
+            w.cost
+        )));
+    }
+    Ok(MetricWindow {
+        campaign_id: w.campaign_id,
+        advertiser_id: w.advertiser_id,
+        window_size: w.window_size,
+        window_start: w.window_start,
+        window_date: w.window_start.with_timezone(&KST).date_naive(),
+        impressions: w.impressions,
+        clicks: w.clicks,
+        conversions: w.conversions,
+        cost_micros: (w.cost * 1e6).round() as i64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"campaign_id": 7, "advertiser_id": 3, "window_size": "5m",
+        "window_start": "2026-11-20T15:05:00Z", "impressions": 1000, "clicks": 40,
+        "conversions": 4, "cost": 12.345678}"#;
+
+    fn reason(body: &str) -> String {
+        match parse_window(body.as_bytes()) {
+            Err(WorkerError::Permanent(reason)) => reason,
+            other => panic!("expected a permanent error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_valid_window_gets_its_seoul_date_and_exact_cost() {
+        let w = parse_window(GOOD.as_bytes()).expect("valid");
+        // 15:05 UTC is 00:05 the next day in Seoul.
+        assert_eq!(
+            w.window_date,
+            NaiveDate::from_ymd_opt(2026, 11, 21).expect("date")
+        );
+        assert_eq!(w.cost_micros, 12_345_678);
+        assert_eq!(w.window_size.as_str(), "5m");
+    }
+
+    #[test]
+    fn every_rule_rejects_with_a_reason() {
+        assert!(reason(&GOOD.replace("\"5m\"", "\"2m\"")).contains("unknown variant"));
+        assert!(reason(&GOOD.replace("15:05:00", "15:06:00")).contains("not aligned to 5m"));
+        assert!(
+            reason(&GOOD.replace("\"clicks\": 40", "\"clicks\": 4000"))
+                .contains("exceed impressions")
+        );
+        assert!(
+            reason(&GOOD.replace("\"conversions\": 4", "\"conversions\": 41"))
+                .contains("exceed clicks")
+        );
+        assert!(reason(&GOOD.replace("1000", "-1")).contains("non-negative"));
+        assert!(reason(&GOOD.replace("12.345678", "-0.5")).contains("not a valid amount"));
+        assert!(reason(&GOOD.replace("\"campaign_id\": 7, ", "")).contains("missing field"));
+        assert!(reason("{").starts_with("malformed JSON"));
+    }
+}

@@ -1,0 +1,137 @@
+//! performance-metrics against the real stack: PostgreSQL and the Kafka broker (for the
+//! dead-letter topic). Good and poison records in one batch, the same batch twice, and a
+//! database outage whose retry converges.
+
+use std::time::Duration;
+
+use integration_tests::{
+    TestDb, create_topics, kafka_brokers, load_kafka_event, read_topic, unique,
+};
+use performance_metrics::{CONSUMER, Deps, handle};
+
+struct World {
+    db: TestDb,
+    topic: String,
+    deps: Deps,
+}
+
+async fn world() -> anyhow::Result<World> {
+    let db = TestDb::new().await?;
+    let topic = unique("t-performance-metrics-");
+    create_topics(&[&format!("{topic}-dlq")]).await?;
+    let dead_letters =
+        adapters::kafka::DeadLetters::new(&kafka_brokers(), db.pool.clone(), CONSUMER)?;
+    let deps = Deps {
+        db: db.pool.clone(),
+        dead_letters,
+    };
+    Ok(World { db, topic, deps })
+}
+
+#[tokio::test]
+async fn good_records_are_stored_and_poison_goes_to_the_dlq_once() -> anyhow::Result<()> {
+    let w = world().await?;
+    let event = load_kafka_event("performance-metrics.json", "performance-metrics", &w.topic)?;
+
+    let summary = handle(event.clone(), &w.deps).await?;
+    assert_eq!(
+        (
+            summary.records,
+            summary.valid,
+            summary.applied,
+            summary.rejected
+        ),
+        (6, 4, 3, 2)
+    );
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM performance_metrics")
+            .await?,
+        3
+    );
+    let (cost, date): (i64, chrono::NaiveDate) = sqlx::query_as(
+        "SELECT cost_micros, window_date FROM performance_metrics WHERE window_size = '1h'",
+    )
+    .fetch_one(&w.db.pool)
+    .await?;
+    assert_eq!(cost, 2_810_125_000);
+    assert_eq!(
+        date.to_string(),
+        "2026-11-20",
+        "14:00 UTC is 23:00 the same day in Seoul"
+    );
+
+    let dlq = format!("{}-dlq", w.topic);
+    let dead = read_topic(&dlq, 2, Duration::from_secs(10)).await?;
+    assert_eq!(dead.len(), 2);
+    let mut offsets: Vec<&str> = dead
+        .iter()
+        .map(|d| d.headers["dlq.original.offset"].as_str())
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, ["41", "42"]);
+    for record in &dead {
+        assert_eq!(record.headers["dlq.original.topic"], w.topic);
+        assert_eq!(record.headers["dlq.original.partition"], "1");
+        assert_eq!(
+            record.headers["source"], "flink",
+            "original headers are kept"
+        );
+        assert!(!record.headers["dlq.error"].is_empty());
+    }
+    assert!(
+        dead.iter()
+            .any(|d| d.headers["dlq.error"].contains("exceed impressions"))
+    );
+
+    // The same batch again (the event source retried after a lost response): no new rows, no
+    // second dead letter.
+    let before =
+        w.db.count("SELECT count(*) FROM performance_metrics")
+            .await?;
+    let again = handle(event, &w.deps).await?;
+    assert_eq!((again.applied, again.rejected), (0, 2));
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM performance_metrics")
+            .await?,
+        before
+    );
+    assert_eq!(read_topic(&dlq, 3, Duration::from_secs(3)).await?.len(), 2);
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM kafka_dead_letters")
+            .await?,
+        2
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_database_outage_fails_the_invocation_and_the_retry_converges() -> anyhow::Result<()> {
+    let w = world().await?;
+    let event = load_kafka_event("performance-metrics.json", "performance-metrics", &w.topic)?;
+    let mut config = integration_tests::db_config();
+    config.acquire_timeout = Duration::from_millis(500);
+    let down_pool = adapters::db::pool_with(&config, w.db.options.clone().port(1));
+    let down = Deps {
+        db: down_pool.clone(),
+        dead_letters: adapters::kafka::DeadLetters::new(&kafka_brokers(), down_pool, CONSUMER)?,
+    };
+    let err = handle(event.clone(), &down)
+        .await
+        .expect_err("database is down");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(
+        read_topic(&format!("{}-dlq", w.topic), 1, Duration::from_secs(2))
+            .await?
+            .len(),
+        0
+    );
+
+    let summary = handle(event, &w.deps).await?;
+    assert_eq!((summary.applied, summary.rejected), (3, 2));
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM performance_metrics")
+            .await?,
+        3
+    );
+    Ok(())
+}
