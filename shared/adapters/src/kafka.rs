@@ -36,9 +36,12 @@ pub struct Record {
     pub headers: Vec<(String, Vec<u8>)>,
 }
 
+/// A record that cannot be used, with the reason.
+pub type Rejected = Box<(Record, WorkerError)>;
+
 /// Every record of the event in (topic, partition, offset) order; records whose encoding is
 /// broken come back as permanent errors carrying what could be read.
-pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, (Record, WorkerError)>> {
+pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
     let mut out: Vec<_> = event
         .records
         .values()
@@ -68,20 +71,25 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, (Record, WorkerError)>> 
                     record.value = value;
                     Ok(record)
                 }
-                (_, None) => Err((record, WorkerError::permanent("record has no value"))),
+                (_, None) => {
+                    let reason = WorkerError::permanent("record has no value");
+                    Err(Box::new((record, reason)))
+                }
                 (Err(err), _) | (_, Some(Err(err))) => {
                     record.value = raw.value.clone().unwrap_or_default().into_bytes();
-                    Err((
-                        record,
-                        WorkerError::permanent(format_args!("invalid base64: {err}")),
-                    ))
+                    let reason = WorkerError::permanent(format_args!("invalid base64: {err}"));
+                    Err(Box::new((record, reason)))
                 }
             }
         })
         .collect();
     out.sort_by(|a, b| {
-        let key = |r: &Result<Record, (Record, WorkerError)>| match r {
-            Ok(r) | Err((r, _)) => (r.topic.clone(), r.partition, r.offset),
+        let key = |r: &Result<Record, Rejected>| {
+            let r = match r {
+                Ok(r) => r,
+                Err(rejected) => &rejected.0,
+            };
+            (r.topic.clone(), r.partition, r.offset)
         };
         key(a).cmp(&key(b))
     });
@@ -238,23 +246,24 @@ where
     let mut valid = Vec::with_capacity(decoded.len());
     let mut rejected = Vec::new();
     for result in decoded {
-        let checked = result.and_then(|record| match validate(&record) {
-            Ok(item) => Ok(item),
-            Err(err) => Err((record, err)),
-        });
-        match checked {
-            Ok(item) => valid.push(item),
-            Err((record, err)) => {
-                tracing::warn!(
-                    topic = %record.topic,
-                    partition = record.partition,
-                    offset = record.offset,
-                    reason = %err,
-                    "record rejected"
-                );
-                rejected.push((record, err.to_string()));
-            }
-        }
+        let (record, err) = match result {
+            Ok(record) => match validate(&record) {
+                Ok(item) => {
+                    valid.push(item);
+                    continue;
+                }
+                Err(err) => (record, err),
+            },
+            Err(rejected) => *rejected,
+        };
+        tracing::warn!(
+            topic = %record.topic,
+            partition = record.partition,
+            offset = record.offset,
+            reason = %err,
+            "record rejected"
+        );
+        rejected.push((record, err.to_string()));
     }
     summary.valid = valid.len();
     summary.rejected = rejected.len();
@@ -312,12 +321,13 @@ mod tests {
         let offsets: Vec<i64> = decoded
             .iter()
             .map(|r| match r {
-                Ok(r) | Err((r, _)) => r.offset,
+                Ok(r) => r.offset,
+                Err(rejected) => rejected.0.offset,
             })
             .collect();
         assert_eq!(offsets, [4, 5, 9]);
-        assert!(matches!(&decoded[0], Err((_, e)) if e.to_string().contains("no value")));
-        assert!(matches!(&decoded[1], Err((_, e)) if e.to_string().contains("invalid base64")));
+        assert!(matches!(&decoded[0], Err(r) if r.1.to_string().contains("no value")));
+        assert!(matches!(&decoded[1], Err(r) if r.1.to_string().contains("invalid base64")));
         let ok = decoded[2].as_ref().expect("valid record");
         assert_eq!(ok.value, br#"{"a":1}"#);
         assert_eq!(ok.headers, [("trace".to_owned(), b"hi".to_vec())]);
