@@ -123,7 +123,12 @@ def queue_attributes(ctx, props):
 def provision(template, aws, check):
     problems = []
     secret_arn = ensure_db_secret(aws["secretsmanager"], check, problems)
-    ctx = Context(template, {"DatabaseSecretArn": secret_arn})
+    ctx = Context(template, {
+        "DatabaseSecretArn": secret_arn,
+        # The local broker stands in for MSK.
+        "MskClusterArn": f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/local/00000000-0000-0000-0000-000000000000-1",
+        "MskBootstrapBrokers": os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"),
+    })
     sqs, s3, sns = aws["sqs"], aws["s3"], aws["sns"]
 
     # Queues in dependency order: a queue whose redrive target is not known yet waits a round.
