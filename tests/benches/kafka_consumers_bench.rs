@@ -1,0 +1,198 @@
+//! `make bench`: Kafka consumers' records/s on 1,000- and 10,000-record batches against local
+//! PostgreSQL, beside the seed's target, a naive consumer (decode, validate and one INSERT per
+//! record) and COPY of the same rows into the same table (the ceiling). Figures go to stdout and
+//! to target/bench/results.json; there is no pass/fail.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use domain::metrics::parse_window;
+use integration_tests::{BenchResult, TestDb, create_topics, kafka_brokers, record_bench, unique};
+use performance_metrics::{CONSUMER, Deps, handle};
+use serde_json::json;
+
+const SEED_TARGET: f64 = 5_000.0;
+
+/// `size` distinct 1-minute windows as Kafka record values.
+fn windows(size: usize) -> Vec<String> {
+    (0..size)
+        .map(|i| {
+            let minute = i % 1440;
+            json!({
+                "campaign_id": 1 + i / 1440, "advertiser_id": 1 + i / 14_400, "window_size": "1m",
+                "window_start": format!("2026-11-20T{:02}:{:02}:00Z", minute / 60, minute % 60),
+                "impressions": 1000 + i % 97, "clicks": 30 + i % 7, "conversions": i % 5,
+                "cost": 12.5 + (i % 11) as f64,
+            })
+            .to_string()
+        })
+        .collect()
+}
+
+fn kafka_event(topic: &str, values: &[String]) -> anyhow::Result<KafkaEvent> {
+    let records: Vec<_> = values
+        .iter()
+        .enumerate()
+        .map(|(offset, value)| {
+            json!({"topic": topic, "partition": 0, "offset": offset, "timestamp": 1763650800000_i64,
+                   "timestampType": "CREATE_TIME", "value": BASE64.encode(value), "headers": []})
+        })
+        .collect();
+    Ok(serde_json::from_value(json!({
+        "eventSource": "aws:kafka",
+        "records": { format!("{topic}-0"): records },
+    }))?)
+}
+
+async fn truncate(db: &TestDb) -> anyhow::Result<()> {
+    sqlx::query("TRUNCATE performance_metrics")
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// The COPY ceiling runs over the Unix socket where there is one: sqlx does not set
+/// TCP_NODELAY, and COPY's two small writes (data, then done) would otherwise wait ~40 ms for
+/// a delayed ACK, which is not what COPY costs. The function itself is measured over TCP, as
+/// deployed, so the ratio is conservative.
+async fn copy_connection(db: &TestDb) -> anyhow::Result<sqlx::PgConnection> {
+    use sqlx::Connection as _;
+    let socket = db.options.clone().socket("/var/run/postgresql");
+    match sqlx::PgConnection::connect_with(&socket).await {
+        Ok(conn) => Ok(conn),
+        Err(_) => Ok(sqlx::PgConnection::connect_with(&db.options).await?),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let topic = unique("bench-performance-metrics-");
+    create_topics(&[&format!("{topic}-dlq")]).await?;
+    let deps = Deps {
+        db: db.pool.clone(),
+        dead_letters: adapters::kafka::DeadLetters::new(
+            &kafka_brokers(),
+            db.pool.clone(),
+            CONSUMER,
+        )?,
+    };
+
+    println!("performance-metrics: records/s (local PostgreSQL; median of the rounds)");
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "batch", "function", "naive", "COPY", "seed", "vs COPY", "vs naive"
+    );
+    let mut results = Vec::new();
+    for (size, rounds) in [(1_000_usize, 7_usize), (10_000, 3)] {
+        let values = windows(size);
+        let event = kafka_event(&topic, &values)?;
+
+        let mut function = Vec::new();
+        for _ in 0..rounds {
+            truncate(&db).await?;
+            // The runtime hands the function an owned event: the copy is not the function's cost.
+            let event = event.clone();
+            let started = Instant::now();
+            let summary = handle(event, &deps).await?;
+            function.push(started.elapsed());
+            anyhow::ensure!(
+                summary.applied == size,
+                "only {} of {size} applied",
+                summary.applied
+            );
+        }
+
+        let mut naive = Vec::new();
+        for _ in 0..rounds.min(3) {
+            truncate(&db).await?;
+            let started = Instant::now();
+            for value in &values {
+                let w = parse_window(value.as_bytes())?;
+                sqlx::query(
+                    "INSERT INTO performance_metrics (campaign_id, advertiser_id, window_size,
+                         window_start, window_date, impressions, clicks, conversions, cost_micros)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (campaign_id, window_size, window_start) DO NOTHING",
+                )
+                .bind(w.campaign_id)
+                .bind(w.advertiser_id)
+                .bind(w.window_size.as_str())
+                .bind(w.window_start)
+                .bind(w.window_date)
+                .bind(w.impressions)
+                .bind(w.clicks)
+                .bind(w.conversions)
+                .bind(w.cost_micros)
+                .execute(&db.pool)
+                .await?;
+            }
+            naive.push(started.elapsed());
+        }
+
+        let mut text = String::new();
+        for value in &values {
+            let w = parse_window(value.as_bytes())?;
+            text.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                w.campaign_id,
+                w.advertiser_id,
+                w.window_size.as_str(),
+                w.window_start.to_rfc3339(),
+                w.window_date,
+                w.impressions,
+                w.clicks,
+                w.conversions,
+                w.cost_micros
+            ));
+        }
+        let mut copy = Vec::new();
+        for _ in 0..rounds {
+            truncate(&db).await?;
+            let mut conn = copy_connection(&db).await?;
+            let started = Instant::now();
+            let mut sink = conn
+                .copy_in_raw(
+                    "COPY performance_metrics (campaign_id, advertiser_id, window_size, window_start,
+                         window_date, impressions, clicks, conversions, cost_micros) FROM STDIN",
+                )
+                .await?;
+            sink.send(text.as_bytes()).await?;
+            sink.finish().await?;
+            copy.push(started.elapsed());
+        }
+
+        let rate = |d: Duration| size as f64 / d.as_secs_f64();
+        let (f, n, c) = (
+            rate(median(function)),
+            rate(median(naive)),
+            rate(median(copy)),
+        );
+        println!(
+            "{size:<8} {f:>12.0} {n:>12.0} {c:>12.0} {SEED_TARGET:>12.0} {:>9.2}x {:>9.1}x",
+            f / c,
+            f / n
+        );
+        results.push(BenchResult {
+            name: format!("performance-metrics/batch-{size}"),
+            unit: "records/s".to_owned(),
+            value: f.round(),
+            baselines: BTreeMap::from([
+                ("seed-target".to_owned(), SEED_TARGET),
+                ("naive-insert-per-record".to_owned(), n.round()),
+                ("copy".to_owned(), c.round()),
+            ]),
+        });
+    }
+    let path = record_bench(&results)?;
+    println!("figures written to {}", path.display());
+    Ok(())
+}
