@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod metrics;
+pub mod quality;
 pub mod webtoon;
 
 pub use error::WorkerError;
