@@ -59,6 +59,156 @@ fn median(mut times: Vec<Duration>) -> Duration {
     times[times.len() / 2]
 }
 
+/// quality-score: every update a campaign's first score (all written: history and score rows),
+/// beside a naive consumer (per record: read the stored score, insert history, upsert score)
+/// and COPY of the same history rows.
+async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
+    use quality_score::{CONSUMER as QUALITY, Deps as QualityDeps, handle as handle_quality};
+    const SEED: f64 = 1_000.0;
+    let topic = unique("bench-quality-score-updates-");
+    create_topics(&[&format!("{topic}-dlq")]).await?;
+    let aws = integration_tests::TestAws::new().await?;
+    let sns = adapters::aws::sns(&aws.sdk);
+    let alerts = sns
+        .create_topic()
+        .name(format!("{}-alerts", aws.prefix))
+        .send()
+        .await?;
+    let deps = QualityDeps {
+        db: db.pool.clone(),
+        dead_letters: adapters::kafka::DeadLetters::new(
+            &kafka_brokers(),
+            db.pool.clone(),
+            QUALITY,
+        )?,
+        sns,
+        advertiser_alerts_topic_arn: alerts.topic_arn.unwrap_or_default(),
+    };
+    let reset = || async {
+        sqlx::query("TRUNCATE quality_scores, quality_score_history")
+            .execute(&db.pool)
+            .await
+    };
+
+    println!("\nquality-score: records/s (local PostgreSQL; median of the rounds)");
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
+        "batch", "function", "naive", "COPY", "seed", "vs COPY", "vs naive"
+    );
+    let mut results = Vec::new();
+    for (size, rounds) in [(1_000_usize, 7_usize), (10_000, 3)] {
+        let values: Vec<String> = (0..size)
+            .map(|i| {
+                json!({"campaign_id": 1 + i, "advertiser_id": 1 + i / 100,
+                       "score": (i % 100) as f64 / 10.0, "computed_at": "2026-11-20T10:00:00Z"})
+                .to_string()
+            })
+            .collect();
+        let event = kafka_event(&topic, &values)?;
+
+        let mut function = Vec::new();
+        for _ in 0..rounds {
+            reset().await?;
+            let event = event.clone();
+            let started = Instant::now();
+            let summary = handle_quality(event, &deps).await?;
+            function.push(started.elapsed());
+            anyhow::ensure!(
+                summary.applied == size,
+                "only {} of {size} written",
+                summary.applied
+            );
+        }
+
+        let mut naive = Vec::new();
+        for _ in 0..rounds.min(3) {
+            reset().await?;
+            let started = Instant::now();
+            for value in &values {
+                let u = domain::quality::parse_score(value.as_bytes())?;
+                let stored: Option<f64> =
+                    sqlx::query_scalar("SELECT score FROM quality_scores WHERE campaign_id = $1")
+                        .bind(u.campaign_id)
+                        .fetch_optional(&db.pool)
+                        .await?;
+                sqlx::query(
+                    "INSERT INTO quality_score_history (campaign_id, advertiser_id, previous_score,
+                         score, computed_at, sharp_drop) VALUES ($1, $2, $3, $4, $5, false)",
+                )
+                .bind(u.campaign_id)
+                .bind(u.advertiser_id)
+                .bind(stored)
+                .bind(u.score)
+                .bind(u.computed_at)
+                .execute(&db.pool)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO quality_scores (campaign_id, advertiser_id, score, computed_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (campaign_id) DO UPDATE
+                     SET score = EXCLUDED.score, computed_at = EXCLUDED.computed_at",
+                )
+                .bind(u.campaign_id)
+                .bind(u.advertiser_id)
+                .bind(u.score)
+                .bind(u.computed_at)
+                .execute(&db.pool)
+                .await?;
+            }
+            naive.push(started.elapsed());
+        }
+
+        let mut text = String::new();
+        for value in &values {
+            let u = domain::quality::parse_score(value.as_bytes())?;
+            text.push_str(&format!(
+                "{}\t{}\t\\N\t{}\t{}\tf\n",
+                u.campaign_id,
+                u.advertiser_id,
+                u.score,
+                u.computed_at.to_rfc3339()
+            ));
+        }
+        let mut copy = Vec::new();
+        for _ in 0..rounds {
+            reset().await?;
+            let mut conn = copy_connection(db).await?;
+            let started = Instant::now();
+            let mut sink = conn
+                .copy_in_raw(
+                    "COPY quality_score_history (campaign_id, advertiser_id, previous_score, score,
+                         computed_at, sharp_drop) FROM STDIN",
+                )
+                .await?;
+            sink.send(text.as_bytes()).await?;
+            sink.finish().await?;
+            copy.push(started.elapsed());
+        }
+
+        let rate = |d: Duration| size as f64 / d.as_secs_f64();
+        let (f, n, c) = (
+            rate(median(function)),
+            rate(median(naive)),
+            rate(median(copy)),
+        );
+        println!(
+            "{size:<8} {f:>12.0} {n:>12.0} {c:>12.0} {SEED:>12.0} {:>9.2}x {:>9.1}x",
+            f / c,
+            f / n
+        );
+        results.push(BenchResult {
+            name: format!("quality-score/batch-{size}"),
+            unit: "records/s".to_owned(),
+            value: f.round(),
+            baselines: BTreeMap::from([
+                ("seed-target".to_owned(), SEED),
+                ("naive-per-record".to_owned(), n.round()),
+                ("copy-history-rows".to_owned(), c.round()),
+            ]),
+        });
+    }
+    Ok(results)
+}
+
 /// The COPY ceiling runs over the Unix socket where there is one: sqlx does not set
 /// TCP_NODELAY, and COPY's two small writes (data, then done) would otherwise wait ~40 ms for
 /// a delayed ACK, which is not what COPY costs. The function itself is measured over TCP, as
@@ -192,6 +342,7 @@ async fn main() -> anyhow::Result<()> {
             ]),
         });
     }
+    results.extend(bench_quality_score(&db).await?);
     let path = record_bench(&results)?;
     println!("figures written to {}", path.display());
     Ok(())
