@@ -54,6 +54,26 @@ async fn truncate(db: &TestDb) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resets the process's peak resident set (Linux: `clear_refs` 5), so the next reading of
+/// `VmHWM` is the peak of what runs in between.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set in MiB since the last reset.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -92,8 +112,8 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
 
     println!("\nquality-score: records/s (local PostgreSQL; median of the rounds)");
     println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "batch", "function", "naive", "COPY", "seed", "vs COPY", "vs naive"
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>14}",
+        "batch", "function", "naive", "COPY", "seed", "vs COPY", "vs naive", "peak RSS MiB"
     );
     let mut results = Vec::new();
     for (size, rounds) in [(1_000_usize, 7_usize), (10_000, 3)] {
@@ -107,12 +127,15 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
         let event = kafka_event(&topic, &values)?;
 
         let mut function = Vec::new();
+        let mut peak: f64 = 0.0;
         for _ in 0..rounds {
             reset().await?;
             let event = event.clone();
+            reset_peak_rss();
             let started = Instant::now();
             let summary = handle_quality(event, &deps).await?;
             function.push(started.elapsed());
+            peak = peak.max(peak_rss_mib());
             anyhow::ensure!(
                 summary.applied == size,
                 "only {} of {size} written",
@@ -191,7 +214,7 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
             rate(median(copy)),
         );
         println!(
-            "{size:<8} {f:>12.0} {n:>12.0} {c:>12.0} {SEED:>12.0} {:>9.2}x {:>9.1}x",
+            "{size:<8} {f:>12.0} {n:>12.0} {c:>12.0} {SEED:>12.0} {:>9.2}x {:>9.1}x {peak:>14.1}",
             f / c,
             f / n
         );
@@ -204,6 +227,12 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
                 ("naive-per-record".to_owned(), n.round()),
                 ("copy-history-rows".to_owned(), c.round()),
             ]),
+        });
+        results.push(BenchResult {
+            name: format!("quality-score/batch-{size}/peak-rss"),
+            unit: "MiB".to_owned(),
+            value: (peak * 10.0).round() / 10.0,
+            baselines: BTreeMap::new(),
         });
     }
     Ok(results)
@@ -238,8 +267,8 @@ async fn main() -> anyhow::Result<()> {
 
     println!("performance-metrics: records/s (local PostgreSQL; median of the rounds)");
     println!(
-        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10}",
-        "batch", "function", "naive", "COPY", "seed", "vs COPY", "vs naive"
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>14}",
+        "batch", "function", "naive", "COPY", "seed", "vs COPY", "vs naive", "peak RSS MiB"
     );
     let mut results = Vec::new();
     for (size, rounds) in [(1_000_usize, 7_usize), (10_000, 3)] {
@@ -247,6 +276,7 @@ async fn main() -> anyhow::Result<()> {
         let event = kafka_event(&topic, &values)?;
 
         let mut function = Vec::new();
+        let mut peak: f64 = 0.0;
         for _ in 0..rounds {
             truncate(&db).await?;
             // The runtime hands the function an owned event: the copy is not the function's cost.
@@ -327,7 +357,7 @@ async fn main() -> anyhow::Result<()> {
             rate(median(copy)),
         );
         println!(
-            "{size:<8} {f:>12.0} {n:>12.0} {c:>12.0} {SEED_TARGET:>12.0} {:>9.2}x {:>9.1}x",
+            "{size:<8} {f:>12.0} {n:>12.0} {c:>12.0} {SEED_TARGET:>12.0} {:>9.2}x {:>9.1}x {peak:>14.1}",
             f / c,
             f / n
         );
@@ -340,6 +370,12 @@ async fn main() -> anyhow::Result<()> {
                 ("naive-insert-per-record".to_owned(), n.round()),
                 ("copy".to_owned(), c.round()),
             ]),
+        });
+        results.push(BenchResult {
+            name: format!("performance-metrics/batch-{size}/peak-rss"),
+            unit: "MiB".to_owned(),
+            value: (peak * 10.0).round() / 10.0,
+            baselines: BTreeMap::new(),
         });
     }
     results.extend(bench_quality_score(&db).await?);
