@@ -281,9 +281,11 @@ async fn main() -> anyhow::Result<()> {
             truncate(&db).await?;
             // The runtime hands the function an owned event: the copy is not the function's cost.
             let event = event.clone();
+            reset_peak_rss();
             let started = Instant::now();
             let summary = handle(event, &deps).await?;
             function.push(started.elapsed());
+            peak = peak.max(peak_rss_mib());
             anyhow::ensure!(
                 summary.applied == size,
                 "only {} of {size} applied",
