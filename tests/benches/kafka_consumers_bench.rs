@@ -191,51 +191,92 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
                 u.computed_at.to_rfc3339()
             ));
         }
-        let mut copy = Vec::new();
-        for _ in 0..rounds {
-            reset().await?;
-            let mut conn = copy_connection(db).await?;
-            let started = Instant::now();
-            let mut sink = conn
-                .copy_in_raw(
-                    "COPY quality_score_history (campaign_id, advertiser_id, previous_score, score,
-                         computed_at, sharp_drop) FROM STDIN",
-                )
-                .await?;
-            sink.send(text.as_bytes()).await?;
-            sink.finish().await?;
-            copy.push(started.elapsed());
-        }
+        let copy = copy_rounds(
+            db,
+            "quality_scores, quality_score_history",
+            "COPY quality_score_history (campaign_id, advertiser_id, previous_score, score,
+                 computed_at, sharp_drop) FROM STDIN",
+            &text,
+            rounds,
+        )
+        .await?;
 
-        let rate = |d: Duration| size as f64 / d.as_secs_f64();
-        let (f, n, c) = (
-            rate(median(function)),
-            rate(median(naive)),
-            rate(median(copy)),
-        );
-        println!(
-            "{size:<8} {f:>12.0} {n:>12.0} {c:>12.0} {SEED:>12.0} {:>9.2}x {:>9.1}x {peak:>14.1}",
-            f / c,
-            f / n
-        );
-        results.push(BenchResult {
-            name: format!("quality-score/batch-{size}"),
+        results.extend(report(Row {
+            function: "quality-score",
+            size,
+            measured: [median(function), median(naive), median(copy)],
+            seed: SEED,
+            baselines: ["naive-per-record", "copy-history-rows"],
+            peak_rss_mib: peak,
+        }));
+    }
+    Ok(results)
+}
+
+/// One batch size's figures: the function's, the naive consumer's and COPY's median times.
+struct Row {
+    function: &'static str,
+    size: usize,
+    measured: [Duration; 3],
+    seed: f64,
+    /// Result names of the naive and the COPY figures.
+    baselines: [&'static str; 2],
+    peak_rss_mib: f64,
+}
+
+/// Prints the row under the table header and returns it as results.
+fn report(row: Row) -> Vec<BenchResult> {
+    let [f, n, c] = row.measured.map(|d| row.size as f64 / d.as_secs_f64());
+    println!(
+        "{:<8} {f:>12.0} {n:>12.0} {c:>12.0} {:>12.0} {:>9.2}x {:>9.1}x {:>14.1}",
+        row.size,
+        row.seed,
+        f / c,
+        f / n,
+        row.peak_rss_mib
+    );
+    let name = format!("{}/batch-{}", row.function, row.size);
+    vec![
+        BenchResult {
+            name: name.clone(),
             unit: "records/s".to_owned(),
             value: f.round(),
             baselines: BTreeMap::from([
-                ("seed-target".to_owned(), SEED),
-                ("naive-per-record".to_owned(), n.round()),
-                ("copy-history-rows".to_owned(), c.round()),
+                ("seed-target".to_owned(), row.seed),
+                (row.baselines[0].to_owned(), n.round()),
+                (row.baselines[1].to_owned(), c.round()),
             ]),
-        });
-        results.push(BenchResult {
-            name: format!("quality-score/batch-{size}/peak-rss"),
+        },
+        BenchResult {
+            name: format!("{name}/peak-rss"),
             unit: "MiB".to_owned(),
-            value: (peak * 10.0).round() / 10.0,
+            value: (row.peak_rss_mib * 10.0).round() / 10.0,
             baselines: BTreeMap::new(),
-        });
+        },
+    ]
+}
+
+/// Times one COPY of `text` per round, into tables emptied before each round.
+async fn copy_rounds(
+    db: &TestDb,
+    tables: &str,
+    copy: &str,
+    text: &str,
+    rounds: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {tables}")))
+            .execute(&db.pool)
+            .await?;
+        let mut conn = copy_connection(db).await?;
+        let started = Instant::now();
+        let mut sink = conn.copy_in_raw(copy).await?;
+        sink.send(text.as_bytes()).await?;
+        sink.finish().await?;
+        times.push(started.elapsed());
     }
-    Ok(results)
+    Ok(times)
 }
 
 /// The COPY ceiling runs over the Unix socket where there is one: sqlx does not set
@@ -336,49 +377,24 @@ async fn main() -> anyhow::Result<()> {
                 w.cost_micros
             ));
         }
-        let mut copy = Vec::new();
-        for _ in 0..rounds {
-            truncate(&db).await?;
-            let mut conn = copy_connection(&db).await?;
-            let started = Instant::now();
-            let mut sink = conn
-                .copy_in_raw(
-                    "COPY performance_metrics (campaign_id, advertiser_id, window_size, window_start,
-                         window_date, impressions, clicks, conversions, cost_micros) FROM STDIN",
-                )
-                .await?;
-            sink.send(text.as_bytes()).await?;
-            sink.finish().await?;
-            copy.push(started.elapsed());
-        }
+        let copy = copy_rounds(
+            &db,
+            "performance_metrics",
+            "COPY performance_metrics (campaign_id, advertiser_id, window_size, window_start,
+                 window_date, impressions, clicks, conversions, cost_micros) FROM STDIN",
+            &text,
+            rounds,
+        )
+        .await?;
 
-        let rate = |d: Duration| size as f64 / d.as_secs_f64();
-        let (f, n, c) = (
-            rate(median(function)),
-            rate(median(naive)),
-            rate(median(copy)),
-        );
-        println!(
-            "{size:<8} {f:>12.0} {n:>12.0} {c:>12.0} {SEED_TARGET:>12.0} {:>9.2}x {:>9.1}x {peak:>14.1}",
-            f / c,
-            f / n
-        );
-        results.push(BenchResult {
-            name: format!("performance-metrics/batch-{size}"),
-            unit: "records/s".to_owned(),
-            value: f.round(),
-            baselines: BTreeMap::from([
-                ("seed-target".to_owned(), SEED_TARGET),
-                ("naive-insert-per-record".to_owned(), n.round()),
-                ("copy".to_owned(), c.round()),
-            ]),
-        });
-        results.push(BenchResult {
-            name: format!("performance-metrics/batch-{size}/peak-rss"),
-            unit: "MiB".to_owned(),
-            value: (peak * 10.0).round() / 10.0,
-            baselines: BTreeMap::new(),
-        });
+        results.extend(report(Row {
+            function: "performance-metrics",
+            size,
+            measured: [median(function), median(naive), median(copy)],
+            seed: SEED_TARGET,
+            baselines: ["naive-insert-per-record", "copy"],
+            peak_rss_mib: peak,
+        }));
     }
     results.extend(bench_quality_score(&db).await?);
     let path = record_bench(&results)?;
