@@ -14,56 +14,19 @@ struct World {
     aws: TestAws,
     topic: String,
     alerts_arn: String,
-    alerts_queue: String,
 }
 
 impl World {
     async fn new() -> anyhow::Result<Self> {
-        let (db, aws) = (TestDb::new().await?, TestAws::new().await?);
+        let (db, mut aws) = (TestDb::new().await?, TestAws::new().await?);
         let topic = unique("t-quality-score-updates-");
         create_topics(&[&format!("{topic}-dlq")]).await?;
-        let sns = adapters::aws::sns(&aws.sdk);
-        let alerts_arn = sns
-            .create_topic()
-            .name(format!("{}-advertiser-alerts", aws.prefix))
-            .send()
-            .await?
-            .topic_arn
-            .unwrap_or_default();
-        let alerts_queue = aws
-            .sqs
-            .create_queue()
-            .queue_name(format!("{}-advertiser-alerts", aws.prefix))
-            .send()
-            .await?
-            .queue_url
-            .unwrap_or_default();
-        let queue_arn = aws
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&alerts_queue)
-            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-            .send()
-            .await?
-            .attributes
-            .and_then(|a| {
-                a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                    .cloned()
-            })
-            .unwrap_or_default();
-        sns.subscribe()
-            .topic_arn(&alerts_arn)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .attributes("RawMessageDelivery", "true")
-            .send()
-            .await?;
+        let alerts_arn = aws.subscribed_topic("advertiser-alerts").await?;
         Ok(Self {
             db,
             aws,
             topic,
             alerts_arn,
-            alerts_queue,
         })
     }
 
@@ -81,29 +44,7 @@ impl World {
     }
 
     async fn notifications(&self) -> anyhow::Result<Vec<Value>> {
-        let mut out = Vec::new();
-        let received = self
-            .aws
-            .sqs
-            .receive_message()
-            .queue_url(&self.alerts_queue)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await?;
-        for message in received.messages.unwrap_or_default() {
-            out.push(serde_json::from_str(message.body().unwrap_or("null"))?);
-            if let Some(handle) = message.receipt_handle() {
-                self.aws
-                    .sqs
-                    .delete_message()
-                    .queue_url(&self.alerts_queue)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
-            }
-        }
-        Ok(out)
+        self.aws.drain("advertiser-alerts").await
     }
 }
 

@@ -128,6 +128,7 @@ def provision(template, aws, check):
         # The local broker stands in for MSK.
         "MskClusterArn": f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/local/00000000-0000-0000-0000-000000000000-1",
         "MskBootstrapBrokers": os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"),
+        "RedisUrl": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
     })
     sqs, s3, sns = aws["sqs"], aws["s3"], aws["sns"]
 
@@ -253,7 +254,11 @@ def main():
         return
 
     STATE.mkdir(exist_ok=True)
-    for name, env in function_envs(template, ctx).items():
+    envs = function_envs(template, ctx)
+    # `cargo lambda watch` serves every function with one environment: their union (the
+    # functions share names only for shared settings).
+    envs["functions"] = {k: v for env in envs.values() for k, v in env.items()}
+    for name, env in envs.items():
         path = STATE / f"{name}.env"
         path.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
         print(f"  {path.relative_to(ROOT)}")

@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kafka::KafkaEvent;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use domain::metrics::parse_window;
 use integration_tests::{BenchResult, TestDb, create_topics, kafka_brokers, record_bench, unique};
 use performance_metrics::{CONSUMER, Deps, handle};
@@ -32,19 +30,9 @@ fn windows(size: usize) -> Vec<String> {
         .collect()
 }
 
+/// The benchmark's events are all stamped 2026-11-20T15:00:00Z.
 fn kafka_event(topic: &str, values: &[String]) -> anyhow::Result<KafkaEvent> {
-    let records: Vec<_> = values
-        .iter()
-        .enumerate()
-        .map(|(offset, value)| {
-            json!({"topic": topic, "partition": 0, "offset": offset, "timestamp": 1763650800000_i64,
-                   "timestampType": "CREATE_TIME", "value": BASE64.encode(value), "headers": []})
-        })
-        .collect();
-    Ok(serde_json::from_value(json!({
-        "eventSource": "aws:kafka",
-        "records": { format!("{topic}-0"): records },
-    }))?)
+    integration_tests::kafka_event(topic, 0, 1_763_650_800_000, values)
 }
 
 async fn truncate(db: &TestDb) -> anyhow::Result<()> {
@@ -207,6 +195,168 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
             measured: [median(function), median(naive), median(copy)],
             seed: SEED,
             baselines: ["naive-per-record", "copy-history-rows"],
+            peak_rss_mib: peak,
+        }));
+    }
+    Ok(results)
+}
+
+/// budget-sync: every record a distinct campaign, every other one 10 % off and corrected, so a
+/// batch records `size` accuracy rows and applies `size / 2` Redis corrections in one pipeline.
+/// Redis is a server of the benchmark's own, emptied before each round.
+async fn bench_budget_sync(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
+    use budget_sync::{CONSUMER as BUDGET, Deps as BudgetDeps, handle as handle_budget};
+    use domain::budget::{counter_key, parse_sync};
+    const SEED: f64 = 500.0;
+    let topic = unique("bench-budget-management-");
+    create_topics(&[&format!("{topic}-dlq")]).await?;
+    let redis = integration_tests::RedisServer::start().await?;
+    let mut conn = redis.connection().await?;
+    let mut naive_conn = redis.connection().await?;
+    let aws = integration_tests::TestAws::new().await?;
+    let deps = BudgetDeps {
+        db: db.pool.clone(),
+        redis: adapters::redis::connect_lazy(&adapters::config::RedisConfig {
+            url: redis.url().into(),
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(3),
+            retries: 3,
+        })?,
+        dead_letters: adapters::kafka::DeadLetters::new(&kafka_brokers(), db.pool.clone(), BUDGET)?,
+        sns: adapters::aws::sns(&aws.sdk),
+        operator_alerts_topic_arn: String::new(),
+        redis_budget: Duration::from_secs(10),
+    };
+    let mut reset = async || -> anyhow::Result<()> {
+        sqlx::query("TRUNCATE budget_sync_accuracy, campaign_pauses")
+            .execute(&db.pool)
+            .await?;
+        redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
+        Ok(())
+    };
+
+    println!("\nbudget-sync: records/s (local PostgreSQL and Redis; median of the rounds)");
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>10} {:>10} {:>14}",
+        "batch", "function", "naive", "COPY", "seed", "vs COPY", "vs naive", "peak RSS MiB"
+    );
+    let mut results = Vec::new();
+    for (size, rounds) in [(1_000_usize, 7_usize), (10_000, 3)] {
+        let values: Vec<String> = (0..size)
+            .map(|i| {
+                let db_spent = 10_000 + (i as i64 % 500) * 100;
+                let redis_spent = if i % 2 == 0 {
+                    db_spent * 11 / 10
+                } else {
+                    db_spent
+                };
+                json!({"campaign_id": (1 + i).to_string(), "redis_spent": redis_spent,
+                       "db_spent": db_spent, "sync_action": "adjust_redis"})
+                .to_string()
+            })
+            .collect();
+        let event = kafka_event(&topic, &values)?;
+        let produced_at =
+            chrono::DateTime::from_timestamp_millis(1_763_650_800_000).unwrap_or_default();
+
+        let mut function = Vec::new();
+        let mut peak: f64 = 0.0;
+        for _ in 0..rounds {
+            reset().await?;
+            let event = event.clone();
+            reset_peak_rss();
+            let started = Instant::now();
+            let summary = handle_budget(event, &deps).await?;
+            function.push(started.elapsed());
+            peak = peak.max(peak_rss_mib());
+            anyhow::ensure!(
+                summary.applied == size,
+                "only {} of {size} recorded",
+                summary.applied
+            );
+        }
+        let corrected: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM budget_sync_accuracy WHERE correction = 'applied'",
+        )
+        .fetch_one(&db.pool)
+        .await?;
+        anyhow::ensure!(
+            corrected as usize == size / 2,
+            "{corrected} corrections applied"
+        );
+
+        // One INSERT and, when due, one INCRBY per record.
+        let mut naive = Vec::new();
+        for _ in 0..rounds.min(3) {
+            reset().await?;
+            let started = Instant::now();
+            for (offset, value) in values.iter().enumerate() {
+                let sync = parse_sync(value.as_bytes(), produced_at)?;
+                let delta = sync.correction();
+                sqlx::query(
+                    "INSERT INTO budget_sync_accuracy (topic, partition, \"offset\", produced_at,
+                         campaign_id, spend_date, redis_spent, db_spent, accuracy,
+                         difference_ratio, correction_delta, correction)
+                     VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(&topic)
+                .bind(offset as i64)
+                .bind(produced_at)
+                .bind(sync.campaign_id)
+                .bind(sync.spend_date)
+                .bind(sync.redis_spent)
+                .bind(sync.db_spent)
+                .bind(sync.accuracy())
+                .bind(sync.difference_ratio())
+                .bind(delta)
+                .bind(if delta.is_some() { "applied" } else { "none" })
+                .execute(&db.pool)
+                .await?;
+                if let Some(delta) = delta {
+                    redis::cmd("INCRBY")
+                        .arg(counter_key(sync.campaign_id, sync.spend_date))
+                        .arg(delta)
+                        .query_async::<i64>(&mut naive_conn)
+                        .await?;
+                }
+            }
+            naive.push(started.elapsed());
+        }
+
+        let mut text = String::new();
+        for (offset, value) in values.iter().enumerate() {
+            let sync = parse_sync(value.as_bytes(), produced_at)?;
+            let delta = sync.correction();
+            text.push_str(&format!(
+                "{topic}\t0\t{offset}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+                produced_at.to_rfc3339(),
+                sync.campaign_id,
+                sync.spend_date,
+                sync.redis_spent,
+                sync.db_spent,
+                sync.accuracy(),
+                sync.difference_ratio(),
+                delta.map_or("\\N".to_owned(), |d| d.to_string()),
+                if delta.is_some() { "applied" } else { "none" },
+            ));
+        }
+        let copy = copy_rounds(
+            db,
+            "budget_sync_accuracy, campaign_pauses",
+            "COPY budget_sync_accuracy (topic, partition, \"offset\", produced_at, campaign_id,
+                 spend_date, redis_spent, db_spent, accuracy, difference_ratio, correction_delta,
+                 correction) FROM STDIN",
+            &text,
+            rounds,
+        )
+        .await?;
+
+        results.extend(report(Row {
+            function: "budget-sync",
+            size,
+            measured: [median(function), median(naive), median(copy)],
+            seed: SEED,
+            baselines: ["naive-per-record", "copy-accuracy-rows"],
             peak_rss_mib: peak,
         }));
     }
@@ -396,6 +546,7 @@ async fn main() -> anyhow::Result<()> {
             peak_rss_mib: peak,
         }));
     }
+    results.extend(bench_budget_sync(&db).await?);
     results.extend(bench_quality_score(&db).await?);
     let path = record_bench(&results)?;
     println!("figures written to {}", path.display());

@@ -235,6 +235,49 @@ impl TestAws {
         }
     }
 
+    /// An SNS topic `<prefix>-<name>` with a queue of the same name subscribed to it (raw
+    /// delivery), so what is published can be read back with [`TestAws::drain`]`(name)`.
+    /// Returns the topic's ARN.
+    pub async fn subscribed_topic(&mut self, name: &str) -> anyhow::Result<String> {
+        use aws_sdk_sqs::types::QueueAttributeName;
+        let full = format!("{}-{name}", self.prefix);
+        let sns = adapters::aws::sns(&self.sdk);
+        let topic_arn = sns
+            .create_topic()
+            .name(&full)
+            .send()
+            .await?
+            .topic_arn
+            .context("topic ARN")?;
+        let queue_url = self
+            .sqs
+            .create_queue()
+            .queue_name(&full)
+            .send()
+            .await?
+            .queue_url
+            .context("queue URL")?;
+        let queue_arn = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await?
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .context("queue ARN")?;
+        sns.subscribe()
+            .topic_arn(&topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await?;
+        self.queue_urls.insert(name.to_owned(), queue_url);
+        Ok(topic_arn)
+    }
+
     pub async fn object_keys(&self) -> anyhow::Result<Vec<String>> {
         let listed = self
             .s3
@@ -561,4 +604,121 @@ pub fn load_kafka_event(
     Ok(serde_json::from_str(
         &raw.replace(&format!("\"{topic}"), &format!("\"{renamed}")),
     )?)
+}
+
+/// An MSK event carrying `values` on partition 0 of `topic`, from `first_offset` on, each
+/// stamped `timestamp_ms`.
+pub fn kafka_event(
+    topic: &str,
+    first_offset: i64,
+    timestamp_ms: i64,
+    values: &[String],
+) -> anyhow::Result<aws_lambda_events::event::kafka::KafkaEvent> {
+    use base64::Engine as _;
+    let records: Vec<_> = values
+        .iter()
+        .zip(first_offset..)
+        .map(|(value, offset)| {
+            serde_json::json!({
+                "topic": topic, "partition": 0, "offset": offset, "timestamp": timestamp_ms,
+                "timestampType": "CREATE_TIME", "headers": [],
+                "value": base64::engine::general_purpose::STANDARD.encode(value),
+            })
+        })
+        .collect();
+    Ok(serde_json::from_value(serde_json::json!({
+        "eventSource": "aws:kafka",
+        "records": { format!("{topic}-0"): records },
+    }))?)
+}
+
+/// A redis-server of one test's own, on a free port, that the test can stop and start again
+/// (its data is saved on stop and loaded on start) without touching the shared Redis.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = std::env::temp_dir().join(unique("redis-"));
+        std::fs::create_dir_all(&dir)?;
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+        };
+        server.start_again().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn connection(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(self.url())?
+            .get_multiplexed_async_connection()
+            .await?)
+    }
+
+    /// Starts the stopped server on the same port, with the data it had.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dbfilename",
+                "dump.rdb",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("start redis-server (is it installed? make up)")?;
+        self.child = Some(child);
+        for _ in 0..100 {
+            if let Ok(mut conn) = self.connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("redis-server on port {} did not start", self.port)
+    }
+
+    /// Saves and stops the server: clients get connection errors until it starts again.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        let mut conn = self.connection().await?;
+        // The server closes the connection as it exits, so the reply is an error.
+        let _ = redis::cmd("SHUTDOWN")
+            .arg("SAVE")
+            .query_async::<()>(&mut conn)
+            .await;
+        if let Some(mut child) = self.child.take() {
+            child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -1,0 +1,308 @@
+//! Budget sync (SPEC §2, `budget-management`): every 10 minutes Flink compares each campaign's
+//! Redis day counter with the DB deductions and sends the result here. The DB is the source of
+//! truth: a difference of 5 % or more corrects the Redis counter, and a campaign whose spend
+//! reached its daily budget can be paused.
+//!
+//! Redis key schema (the `{campaign}` hash tag keeps a campaign's keys in one cluster slot, so
+//! the correction script may touch them together):
+//!
+//! | key | type | written by |
+//! |---|---|---|
+//! | `budget:spent:{<campaign>}:<yyyymmdd>` | integer, won spent that KST day | ad servers (`INCRBY`), corrections |
+//! | `budget:status:{<campaign>}` | `active` / `paused` | this function on a pause |
+//! | `budget:sync:{<campaign>}:<topic>:<partition>:<offset>:<timestamp ms>` | marker, expires after 7 days | the correction script |
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+
+use crate::WorkerError;
+use crate::metrics::KST;
+
+/// A relative difference of at least this much is corrected.
+pub const CORRECTION_THRESHOLD: f64 = 0.05;
+/// How long a correction's marker outlives it: longer than any redelivery of its record.
+pub const MARKER_TTL_SECONDS: u64 = 7 * 24 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncAction {
+    #[default]
+    None,
+    AdjustRedis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignAction {
+    #[default]
+    None,
+    PauseIfExceeded,
+}
+
+/// The seed sends campaign ids as strings; numbers are accepted too.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CampaignId {
+    Number(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireSync {
+    campaign_id: CampaignId,
+    redis_spent: i64,
+    db_spent: i64,
+    #[serde(default)]
+    accuracy_ratio: Option<f64>,
+    #[serde(default)]
+    sync_action: SyncAction,
+    #[serde(default)]
+    campaign_action: CampaignAction,
+    /// The KST day the counters are for; defaults to the record's day in KST.
+    #[serde(default)]
+    spend_date: Option<NaiveDate>,
+}
+
+/// A validated sync result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSync {
+    pub campaign_id: i64,
+    pub spend_date: NaiveDate,
+    pub redis_spent: i64,
+    pub db_spent: i64,
+    pub reported_ratio: Option<f64>,
+    pub sync_action: SyncAction,
+    pub campaign_action: CampaignAction,
+}
+
+/// Parses one message; `produced_at` (the record's timestamp) dates a message without
+/// `spend_date`.
+pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync, WorkerError> {
+    let wire: WireSync = serde_json::from_slice(value)?;
+    let campaign_id = match wire.campaign_id {
+        CampaignId::Number(id) => id,
+        CampaignId::Text(text) => text.trim().parse().map_err(|_| {
+            WorkerError::permanent(format_args!("campaign_id {text:?} is not an integer"))
+        })?,
+    };
+    if campaign_id <= 0 {
+        return Err(WorkerError::permanent("campaign_id must be positive"));
+    }
+    if wire.redis_spent < 0 || wire.db_spent < 0 {
+        return Err(WorkerError::permanent(
+            "redis_spent and db_spent must not be negative",
+        ));
+    }
+    if let Some(ratio) = wire.accuracy_ratio
+        && !(ratio.is_finite() && (0.0..=1.0).contains(&ratio))
+    {
+        return Err(WorkerError::permanent(format_args!(
+            "accuracy_ratio {ratio} is outside 0.0..=1.0"
+        )));
+    }
+    Ok(BudgetSync {
+        campaign_id,
+        spend_date: wire
+            .spend_date
+            .unwrap_or_else(|| produced_at.with_timezone(&KST).date_naive()),
+        redis_spent: wire.redis_spent,
+        db_spent: wire.db_spent,
+        reported_ratio: wire.accuracy_ratio,
+        sync_action: wire.sync_action,
+        campaign_action: wire.campaign_action,
+    })
+}
+
+impl BudgetSync {
+    /// min / max of the two counters, as the seed's `accuracy_ratio` (44,750 / 45,000 = 0.994);
+    /// 1.0 when both are zero.
+    pub fn accuracy(&self) -> f64 {
+        let (low, high) = if self.redis_spent <= self.db_spent {
+            (self.redis_spent, self.db_spent)
+        } else {
+            (self.db_spent, self.redis_spent)
+        };
+        if high == 0 {
+            1.0
+        } else {
+            low as f64 / high as f64
+        }
+    }
+
+    /// |redis − db| / db; a non-zero Redis counter against a zero DB is a full difference.
+    pub fn difference_ratio(&self) -> f64 {
+        let difference = self.redis_spent.abs_diff(self.db_spent);
+        match (difference, self.db_spent) {
+            (0, _) => 0.0,
+            (_, 0) => 1.0,
+            (difference, db) => difference as f64 / db as f64,
+        }
+    }
+
+    /// The amount to add to the Redis counter, when the message asks for a correction and the
+    /// difference reaches the threshold. A delta, not a value: increments the ad servers made
+    /// after Flink read the counter survive the correction.
+    pub fn correction(&self) -> Option<i64> {
+        (self.sync_action == SyncAction::AdjustRedis
+            && self.difference_ratio() >= CORRECTION_THRESHOLD)
+            .then(|| self.db_spent - self.redis_spent)
+    }
+}
+
+/// `budget:spent:{<campaign>}:<yyyymmdd>`
+pub fn counter_key(campaign_id: i64, day: NaiveDate) -> String {
+    format!("budget:spent:{{{campaign_id}}}:{}", day.format("%Y%m%d"))
+}
+
+/// `budget:status:{<campaign>}`
+pub fn status_key(campaign_id: i64) -> String {
+    format!("budget:status:{{{campaign_id}}}")
+}
+
+/// The record a correction came from: its position and its timestamp (so a topic that was
+/// recreated, and reuses offsets, cannot match an older record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+}
+
+/// `budget:sync:{<campaign>}:<topic>:<partition>:<offset>:<timestamp ms>`: marks one record's
+/// correction as applied.
+pub fn marker_key(campaign_id: i64, source: Source<'_>) -> String {
+    let Source {
+        topic,
+        partition,
+        offset,
+        timestamp_ms,
+    } = source;
+    format!("budget:sync:{{{campaign_id}}}:{topic}:{partition}:{offset}:{timestamp_ms}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().expect("timestamp")
+    }
+
+    fn seed() -> BudgetSync {
+        parse_sync(
+            br#"{"campaign_id": "12345", "redis_spent": 45000, "db_spent": 44750,
+                 "accuracy_ratio": 0.994, "sync_action": "adjust_redis",
+                 "campaign_action": "pause_if_exceeded"}"#,
+            at("2026-11-20T15:30:00Z"),
+        )
+        .expect("the seed's message")
+    }
+
+    #[test]
+    fn the_seed_message_parses_and_is_dated_in_kst() {
+        let sync = seed();
+        assert_eq!(sync.campaign_id, 12345);
+        assert_eq!(sync.sync_action, SyncAction::AdjustRedis);
+        assert_eq!(sync.campaign_action, CampaignAction::PauseIfExceeded);
+        // 15:30 UTC is 00:30 the next day in Seoul.
+        assert_eq!(
+            sync.spend_date,
+            NaiveDate::from_ymd_opt(2026, 11, 21).expect("date")
+        );
+        assert!((sync.accuracy() - 0.994).abs() < 0.001);
+    }
+
+    #[test]
+    fn numeric_ids_and_explicit_dates_are_accepted() {
+        let sync = parse_sync(
+            br#"{"campaign_id": 7, "redis_spent": 0, "db_spent": 0, "spend_date": "2026-11-19"}"#,
+            at("2026-11-20T00:00:00Z"),
+        )
+        .expect("valid");
+        assert_eq!(sync.campaign_id, 7);
+        assert_eq!(sync.spend_date.to_string(), "2026-11-19");
+        assert_eq!(sync.sync_action, SyncAction::None);
+        assert_eq!(sync.accuracy(), 1.0);
+        assert_eq!(sync.correction(), None);
+    }
+
+    #[test]
+    fn a_difference_under_five_percent_is_left_alone() {
+        assert_eq!(seed().correction(), None, "0.56 % apart");
+        let mut sync = seed();
+        sync.redis_spent = 47_000; // 5.03 % over 44,750
+        assert_eq!(sync.correction(), Some(-2_250));
+        sync.redis_spent = 42_000; // 6.1 % under
+        assert_eq!(sync.correction(), Some(2_750));
+        sync.sync_action = SyncAction::None;
+        assert_eq!(sync.correction(), None, "only when the message asks");
+    }
+
+    #[test]
+    fn exactly_five_percent_is_corrected() {
+        let mut sync = seed();
+        sync.db_spent = 100_000;
+        sync.redis_spent = 105_000;
+        assert_eq!(sync.correction(), Some(-5_000));
+    }
+
+    #[test]
+    fn redis_spend_against_a_zero_db_is_corrected_to_zero() {
+        let mut sync = seed();
+        sync.db_spent = 0;
+        sync.redis_spent = 300;
+        assert_eq!(sync.difference_ratio(), 1.0);
+        assert_eq!(sync.correction(), Some(-300));
+        assert_eq!(sync.accuracy(), 0.0);
+    }
+
+    #[test]
+    fn bad_messages_say_why() {
+        let now = at("2026-11-20T00:00:00Z");
+        let cases: [(&[u8], &str); 5] = [
+            (
+                br#"{"campaign_id": "abc", "redis_spent": 1, "db_spent": 1}"#,
+                "not an integer",
+            ),
+            (
+                br#"{"campaign_id": 0, "redis_spent": 1, "db_spent": 1}"#,
+                "positive",
+            ),
+            (
+                br#"{"campaign_id": 1, "redis_spent": -1, "db_spent": 1}"#,
+                "negative",
+            ),
+            (
+                br#"{"campaign_id": 1, "redis_spent": 1, "db_spent": 1, "accuracy_ratio": 1.5}"#,
+                "outside",
+            ),
+            (
+                br#"{"campaign_id": 1, "redis_spent": 1, "db_spent": 1, "sync_action": "reset"}"#,
+                "unknown variant",
+            ),
+        ];
+        for (body, reason) in cases {
+            let err = parse_sync(body, now).expect_err("invalid");
+            assert!(err.to_string().contains(reason), "{err} lacks {reason}");
+        }
+    }
+
+    #[test]
+    fn keys_share_the_campaign_hash_tag() {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 20).expect("date");
+        assert_eq!(counter_key(42, day), "budget:spent:{42}:20261120");
+        assert_eq!(status_key(42), "budget:status:{42}");
+        let source = Source {
+            topic: "budget-management",
+            partition: 1,
+            offset: 99,
+            timestamp_ms: 1_763_650_800_000,
+        };
+        assert_eq!(
+            marker_key(42, source),
+            "budget:sync:{42}:budget-management:1:99:1763650800000"
+        );
+    }
+}

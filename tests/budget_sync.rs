@@ -1,0 +1,296 @@
+//! budget-sync against the real stack: PostgreSQL, a Redis server of the test's own (so it can
+//! be stopped and started again), the Kafka broker (dead letters) and the local SNS endpoint,
+//! whose notifications are read back from a subscribed SQS queue.
+
+use std::time::Duration;
+
+use budget_sync::{CONSUMER, Deps, handle};
+use chrono::{NaiveDate, Utc};
+use domain::budget::{counter_key, status_key};
+use domain::metrics::KST;
+use integration_tests::{
+    RedisServer, TestAws, TestDb, create_topics, kafka_brokers, kafka_event, read_topic, unique,
+};
+use redis::AsyncCommands as _;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+struct World {
+    db: TestDb,
+    aws: TestAws,
+    redis: RedisServer,
+    topic: String,
+    deps: Deps,
+    today: NaiveDate,
+}
+
+impl World {
+    async fn new() -> anyhow::Result<Self> {
+        let (db, mut aws, redis) = (
+            TestDb::new().await?,
+            TestAws::new().await?,
+            RedisServer::start().await?,
+        );
+        let topic = unique("t-budget-management-");
+        create_topics(&[&format!("{topic}-dlq")]).await?;
+        let operators = aws.subscribed_topic("operator-alerts").await?;
+        let redis_config = adapters::config::RedisConfig {
+            url: SecretString::from(redis.url()),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            retries: 1,
+        };
+        let deps = Deps {
+            db: db.pool.clone(),
+            redis: adapters::redis::connect_lazy(&redis_config)?,
+            dead_letters: adapters::kafka::DeadLetters::new(
+                &kafka_brokers(),
+                db.pool.clone(),
+                CONSUMER,
+            )?,
+            sns: adapters::aws::sns(&aws.sdk),
+            operator_alerts_topic_arn: operators,
+            redis_budget: Duration::from_secs(3),
+        };
+        sqlx::query(
+            "INSERT INTO campaigns (campaign_id, advertiser_id, daily_budget) VALUES
+                 (101, 7, 100000), (102, 7, 100000), (103, 8, 30000), (104, 8, 50000),
+                 (201, 9, 40000), (202, 9, NULL)",
+        )
+        .execute(&db.pool)
+        .await?;
+        Ok(Self {
+            db,
+            aws,
+            redis,
+            topic,
+            deps,
+            today: Utc::now().with_timezone(&KST).date_naive(),
+        })
+    }
+
+    /// Messages at `first_offset` on, stamped now.
+    fn event(
+        &self,
+        first_offset: i64,
+        values: &[Value],
+    ) -> anyhow::Result<aws_lambda_events::event::kafka::KafkaEvent> {
+        let values: Vec<String> = values.iter().map(Value::to_string).collect();
+        kafka_event(
+            &self.topic,
+            first_offset,
+            Utc::now().timestamp_millis(),
+            &values,
+        )
+    }
+
+    async fn counter(&self, campaign: i64) -> anyhow::Result<Option<i64>> {
+        let mut conn = self.redis.connection().await?;
+        Ok(conn.get(counter_key(campaign, self.today)).await?)
+    }
+
+    async fn set_counter(&self, campaign: i64, value: i64) -> anyhow::Result<()> {
+        let mut conn = self.redis.connection().await?;
+        let () = conn.set(counter_key(campaign, self.today), value).await?;
+        Ok(())
+    }
+
+    async fn status(&self, campaign: i64) -> anyhow::Result<Option<String>> {
+        let mut conn = self.redis.connection().await?;
+        Ok(conn.get(status_key(campaign)).await?)
+    }
+
+    async fn corrections(&self) -> anyhow::Result<Vec<(i64, i64, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT campaign_id, \"offset\", correction FROM budget_sync_accuracy
+              ORDER BY \"offset\"",
+        )
+        .fetch_all(&self.db.pool)
+        .await?)
+    }
+
+    async fn notifications(&self) -> anyhow::Result<Vec<Value>> {
+        self.aws.drain("operator-alerts").await
+    }
+}
+
+fn sync(campaign: i64, redis_spent: i64, db_spent: i64, pause: bool) -> Value {
+    json!({
+        "campaign_id": campaign.to_string(), "redis_spent": redis_spent, "db_spent": db_spent,
+        "accuracy_ratio": redis_spent.min(db_spent) as f64 / redis_spent.max(db_spent).max(1) as f64,
+        "sync_action": "adjust_redis",
+        "campaign_action": if pause { "pause_if_exceeded" } else { "none" },
+    })
+}
+
+#[tokio::test]
+async fn corrections_pauses_and_poison_in_one_batch_then_a_replay_and_a_crash() -> anyhow::Result<()>
+{
+    let w = World::new().await?;
+    // The ad servers have spent 300 more since Flink read 50,000 for campaign 102.
+    w.set_counter(102, 50_300).await?;
+    w.set_counter(103, 20_000).await?;
+    let event = w.event(
+        0,
+        &[
+            sync(101, 45_000, 44_750, false), // 0.56 % apart: left alone
+            sync(102, 50_000, 40_000, false), // 25 % over: -10,000
+            json!({"campaign_id": "abc", "redis_spent": 1, "db_spent": 1}),
+            sync(103, 20_000, 30_000, true), // under by a third, and at its budget: paused
+            sync(104, 1_000, 1_000, true),   // far below its budget
+            json!("not an object"),
+        ],
+    )?;
+
+    let summary = handle(event.clone(), &w.deps).await?;
+    assert_eq!(
+        (
+            summary.records,
+            summary.valid,
+            summary.applied,
+            summary.rejected
+        ),
+        (6, 4, 4, 2)
+    );
+    assert_eq!(w.counter(101).await?, None, "no correction, no counter");
+    assert_eq!(
+        w.counter(102).await?,
+        Some(40_300),
+        "the increment made meanwhile survives"
+    );
+    assert_eq!(w.counter(103).await?, Some(30_000));
+    assert_eq!(w.status(103).await?.as_deref(), Some("paused"));
+    assert_eq!(w.status(104).await?, None);
+    let statuses: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT campaign_id, status FROM campaigns WHERE campaign_id IN (103, 104) ORDER BY 1",
+    )
+    .fetch_all(&w.db.pool)
+    .await?;
+    assert_eq!(
+        statuses,
+        [(103, "paused".to_owned()), (104, "active".to_owned())]
+    );
+    assert_eq!(
+        w.corrections().await?,
+        [
+            (101, 0, "none".to_owned()),
+            (102, 1, "applied".to_owned()),
+            (103, 3, "applied".to_owned()),
+            (104, 4, "none".to_owned()),
+        ]
+    );
+    let notified = w.notifications().await?;
+    assert_eq!(notified.len(), 1, "{notified:?}");
+    assert_eq!(notified[0]["type"], "campaign_paused");
+    assert_eq!(notified[0]["campaign_id"], 103);
+    let dead = read_topic(&format!("{}-dlq", w.topic), 2, Duration::from_secs(10)).await?;
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter()
+            .any(|d| d.headers["dlq.error"].contains("not an integer")),
+        "{dead:?}"
+    );
+    assert_eq!(dead[0].headers["dlq.consumer"], CONSUMER);
+
+    // The same batch again: nothing recorded, corrected, paused, notified or dead-lettered.
+    let again = handle(event.clone(), &w.deps).await?;
+    assert_eq!(again.applied, 0);
+    assert_eq!(w.counter(102).await?, Some(40_300));
+    assert_eq!(w.counter(103).await?, Some(30_000));
+    assert!(w.notifications().await?.is_empty());
+    assert_eq!(w.db.count("SELECT count(*) FROM campaign_pauses").await?, 1);
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM kafka_dead_letters")
+            .await?,
+        2
+    );
+
+    // A crash after Redis took the corrections but before they were marked: the next batch
+    // finds them queued again, and the per-message markers keep Redis from taking them twice.
+    sqlx::query(
+        "UPDATE budget_sync_accuracy SET correction = 'pending' WHERE correction = 'applied'",
+    )
+    .execute(&w.db.pool)
+    .await?;
+    sqlx::query("UPDATE campaign_pauses SET redis_status_at = NULL, notified_at = NULL")
+        .execute(&w.db.pool)
+        .await?;
+    handle(event, &w.deps).await?;
+    assert_eq!(w.counter(102).await?, Some(40_300));
+    assert_eq!(w.counter(103).await?, Some(30_000));
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM budget_sync_accuracy WHERE correction = 'pending'")
+            .await?,
+        0
+    );
+    assert_eq!(
+        w.notifications().await?.len(),
+        1,
+        "an unmarked notification is sent by the next batch"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_test_queues_the_corrections_and_a_later_batch_applies_them()
+-> anyhow::Result<()> {
+    let mut w = World::new().await?;
+    w.set_counter(201, 20_000).await?;
+    let first = handle(w.event(0, &[sync(201, 20_000, 10_000, false)])?, &w.deps).await?;
+    assert_eq!(first.applied, 1);
+    assert_eq!(w.counter(201).await?, Some(10_000));
+
+    // The ad servers spend 40,000 more, then Redis goes away.
+    w.set_counter(201, 50_000).await?;
+    w.redis.stop().await?;
+
+    // Two syncs while Redis is down: both recorded, the older one superseded by the newer
+    // (it was computed from an earlier reading of the counter), and a pause that is queued
+    // for Redis but already done in the DB and notified.
+    let down = handle(w.event(1, &[sync(201, 50_000, 41_000, false)])?, &w.deps).await?;
+    assert_eq!(down.applied, 1, "the DB side is recorded");
+    let down = handle(w.event(2, &[sync(201, 50_000, 40_000, true)])?, &w.deps).await?;
+    assert_eq!(down.applied, 1);
+    assert_eq!(
+        w.corrections().await?,
+        [
+            (201, 0, "applied".to_owned()),
+            (201, 1, "superseded".to_owned()),
+            (201, 2, "pending".to_owned()),
+        ]
+    );
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM campaigns WHERE campaign_id = 201 AND status = 'paused'")
+            .await?,
+        1
+    );
+    assert_eq!(w.notifications().await?.len(), 1);
+    // A replay while Redis is still down changes nothing either.
+    assert_eq!(
+        handle(w.event(2, &[sync(201, 50_000, 40_000, true)])?, &w.deps)
+            .await?
+            .applied,
+        0
+    );
+
+    w.redis.start_again().await?;
+    assert_eq!(
+        w.counter(201).await?,
+        Some(50_000),
+        "Redis kept its data over the restart"
+    );
+    // Any later batch drains the queue: the newest correction only, once.
+    let later = handle(w.event(3, &[sync(202, 10, 10, false)])?, &w.deps).await?;
+    assert_eq!(later.applied, 1);
+    assert_eq!(w.counter(201).await?, Some(40_000));
+    assert_eq!(w.status(201).await?.as_deref(), Some("paused"));
+    assert_eq!(
+        w.corrections().await?[2],
+        (201, 2, "applied".to_owned()),
+        "marked once Redis took it"
+    );
+    handle(w.event(4, &[sync(202, 10, 10, false)])?, &w.deps).await?;
+    assert_eq!(w.counter(201).await?, Some(40_000));
+    assert!(w.notifications().await?.is_empty(), "notified only once");
+    Ok(())
+}
