@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The functions end to end on the local stack: `cargo lambda watch` runs them as Lambda would,
-# `cargo lambda invoke` sends them the files in events/, and the results are read back from
-# PostgreSQL, S3 and the completion queues.
+# `cargo lambda invoke` sends them the SQS files in events/, the local MSK event sources
+# (`devtools kafka-sources`) feed them the Kafka samples produced to the broker, and the results
+# are read back from PostgreSQL, Redis, S3 and the completion queues.
 #
 #   e2e.sh test   fresh database, asserts every result (part of make test)
 #   e2e.sh demo   the stack's database, prints what changed (make demo)
@@ -43,8 +44,9 @@ fi
 # The function reads the env file provision.py derived from template.yaml. Tests point it at
 # their own database with DATABASE_URL, which takes precedence over the secret.
 # Built before the emulator starts, so the first invoke does not wait for a compile.
-cargo build -q -p webtoon-sync --bin webtoon-sync
-env_args=(--env-file .stack/webtoon-sync.env)
+cargo build -q $(for f in functions/*/; do printf -- '-p %s ' "$(basename "$f")"; done) --bins
+cargo build -q -p devtools
+env_args=(--env-file .stack/functions.env)
 [ "$MODE" = test ] && env_args+=(--env-var "DATABASE_URL=$FUNCTION_DB_URL")
 cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" "${env_args[@]}" >"$LOGS/watch.log" 2>&1 &
 pids+=($!)
@@ -54,6 +56,16 @@ listening "$WATCH_PORT" || fail "cargo lambda watch did not start"
 invoke() {
   cargo lambda invoke webtoon-sync --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --data-file "events/$1" --output-format json \
     2>>"$LOGS/invoke.log" || fail "invoke $1"
+}
+devtools() { target/debug/devtools "$@"; }
+# Every Kafka function's event source, until the topics have been quiet for 4 s.
+kafka_sources() { LAMBDA_INVOKE_URL="http://127.0.0.1:$WATCH_PORT" devtools kafka-sources --idle 4 2>>"$LOGS/kafka-sources.log"; }
+counter_key() { echo "budget:spent:{$1}:$(TZ=Asia/Seoul date +%Y%m%d)"; }
+# The sample campaigns budget-sync pauses or corrects: 12347 spent its whole daily budget.
+seed_campaigns() {
+  sql "INSERT INTO campaigns (campaign_id, advertiser_id, daily_budget) VALUES
+         (12345, 77, 500000), (12346, 77, 500000), (12347, 78, 100000) ON CONFLICT DO NOTHING" >/dev/null
+  redis-cli -u "$REDIS_URL" SET "$(counter_key 12346)" 52000 >/dev/null
 }
 failures() { python3 -c 'import json,sys; print(" ".join(sorted(f["itemIdentifier"] for f in json.load(sys.stdin)["batchItemFailures"])))'; }
 outcomes() { python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["outcome"] for l in sys.stdin if l.strip())))'; }
@@ -75,6 +87,19 @@ if [ "$MODE" = demo ]; then
   peek objects ImageBucket
   printf '\n== webtoon-create-complete\n'; peek drain WebtoonCreateCompleteQueue
   printf '\n== webtoon-update-complete\n'; peek drain WebtoonUpdateCompleteQueue
+  printf '\n$ devtools produce-samples   (the Kafka sample events'"'"' records, stamped now)\n'
+  seed_campaigns
+  devtools produce-samples
+  printf '\n$ devtools kafka-sources --idle 4   (consume, invoke through cargo lambda watch, commit)\n'
+  kafka_sources
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
+    -c "SELECT campaign_id, window_size, window_start, impressions, clicks, conversions, cost_micros FROM performance_metrics ORDER BY 1, 2, 3" \
+    -c "SELECT campaign_id, score, computed_at FROM quality_scores ORDER BY 1" \
+    -c "SELECT campaign_id, spend_date, redis_spent, db_spent, round(accuracy::numeric, 3) AS accuracy, correction_delta, correction FROM budget_sync_accuracy ORDER BY id DESC LIMIT 3" \
+    -c "SELECT campaign_id, status, daily_budget FROM campaigns WHERE campaign_id IN (12345, 12346, 12347) ORDER BY 1"
+  printf '== Redis\n'
+  for c in 12346 12347; do echo "  $(counter_key $c) = $(redis-cli -u "$REDIS_URL" GET "$(counter_key $c)")"; done
+  echo "  budget:status:{12347} = $(redis-cli -u "$REDIS_URL" GET 'budget:status:{12347}')"
   printf '\n(running again is safe: a repeated request changes nothing and sends nothing)\n'
   exit 0
 fi
@@ -101,4 +126,25 @@ expected="0c0e7f4e-1b2a-4d3c-9e8f-000000000004 0c0e7f4e-1b2a-4d3c-9e8f-000000000
 [ "$(invoke webtoon-sync-mixed-batch.json | failures)" = "$expected" ] || fail "poison messages not reported"
 [ "$(peek drain WebtoonCreateCompleteQueue | outcomes)" = "created" ] || fail "good message beside poison not created"
 grep -q "message rejected" "$LOGS/watch.log" || fail "poison messages were not logged with a reason"
-echo "e2e: 4 passed, 0 failed"
+
+# ---- Kafka: produced -> consumed -> invoked -> committed, through the local event sources
+kafka_sources >/dev/null  # whatever earlier runs left on the topics
+sql "TRUNCATE performance_metrics, quality_scores, quality_score_history, budget_sync_accuracy, campaign_pauses, kafka_dead_letters" >/dev/null
+seed_campaigns
+devtools produce-samples >/dev/null
+consumed=$(kafka_sources)
+for expected in "performance-metrics 6 records" "quality-score 6 records" "budget-sync 4 records"; do
+  tr -s ' ' <<<"$consumed" | grep -q "$expected" || fail "kafka sources: expected '$expected' in: $consumed"
+done
+[ "$(sql "SELECT count(*) FROM performance_metrics")" = 3 ] || fail "performance windows not stored"
+[ "$(sql "SELECT string_agg(campaign_id || '=' || score, ' ' ORDER BY campaign_id) FROM quality_scores")" = "2001=6.1 2002=5" ] \
+  || fail "quality scores not stored"
+[ "$(sql "SELECT count(*) FROM budget_sync_accuracy")" = 3 ] || fail "budget accuracy rows not recorded"
+[ "$(sql "SELECT status FROM campaigns WHERE campaign_id = 12347")" = paused ] || fail "campaign 12347 not paused"
+[ "$(redis-cli -u "$REDIS_URL" GET "$(counter_key 12346)")" = 40000 ] || fail "Redis counter of 12346 not corrected"
+[ "$(redis-cli -u "$REDIS_URL" GET 'budget:status:{12347}')" = paused ] || fail "Redis status of 12347 not set"
+[ "$(sql "SELECT count(*) FROM kafka_dead_letters")" = 5 ] || fail "poison records not dead-lettered"
+# Committed: the groups have nothing left to read.
+again=$(kafka_sources)
+[ "$(tr -s ' ' <<<"$again" | grep -c " 0 records")" = 3 ] || fail "offsets not committed: $again"
+echo "e2e: 5 passed, 0 failed"

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use adapters::kafka::KafkaBatchSummary;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use domain::metrics::parse_window;
 use integration_tests::{BenchResult, TestDb, create_topics, kafka_brokers, record_bench, unique};
@@ -70,6 +71,35 @@ fn median(mut times: Vec<Duration>) -> Duration {
 /// quality-score: every update a campaign's first score (all written: history and score rows),
 /// beside a naive consumer (per record: read the stored score, insert history, upsert score)
 /// and COPY of the same history rows.
+/// Times `rounds` invocations of `handle` on (a copy of) `event`, each after `reset`, checking
+/// each applied all `size` records. Returns the times and the peak RSS over the rounds.
+async fn time_function(
+    rounds: usize,
+    size: usize,
+    event: &KafkaEvent,
+    mut reset: impl AsyncFnMut() -> anyhow::Result<()>,
+    handle: impl AsyncFn(KafkaEvent) -> Result<KafkaBatchSummary, domain::WorkerError>,
+) -> anyhow::Result<(Vec<Duration>, f64)> {
+    let mut times = Vec::with_capacity(rounds);
+    let mut peak: f64 = 0.0;
+    for _ in 0..rounds {
+        reset().await?;
+        // The runtime hands the function an owned event: the copy is not the function's cost.
+        let event = event.clone();
+        reset_peak_rss();
+        let started = Instant::now();
+        let summary = handle(event).await?;
+        times.push(started.elapsed());
+        peak = peak.max(peak_rss_mib());
+        anyhow::ensure!(
+            summary.applied == size,
+            "only {} of {size} applied",
+            summary.applied
+        );
+    }
+    Ok((times, peak))
+}
+
 async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
     use quality_score::{CONSUMER as QUALITY, Deps as QualityDeps, handle as handle_quality};
     const SEED: f64 = 1_000.0;
@@ -92,10 +122,11 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
         sns,
         advertiser_alerts_topic_arn: alerts.topic_arn.unwrap_or_default(),
     };
-    let reset = || async {
+    let reset = async || -> anyhow::Result<()> {
         sqlx::query("TRUNCATE quality_scores, quality_score_history")
             .execute(&db.pool)
-            .await
+            .await?;
+        Ok(())
     };
 
     println!("\nquality-score: records/s (local PostgreSQL; median of the rounds)");
@@ -114,22 +145,10 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
             .collect();
         let event = kafka_event(&topic, &values)?;
 
-        let mut function = Vec::new();
-        let mut peak: f64 = 0.0;
-        for _ in 0..rounds {
-            reset().await?;
-            let event = event.clone();
-            reset_peak_rss();
-            let started = Instant::now();
-            let summary = handle_quality(event, &deps).await?;
-            function.push(started.elapsed());
-            peak = peak.max(peak_rss_mib());
-            anyhow::ensure!(
-                summary.applied == size,
-                "only {} of {size} written",
-                summary.applied
-            );
-        }
+        let (function, peak) = time_function(rounds, size, &event, &reset, async |e| {
+            handle_quality(e, &deps).await
+        })
+        .await?;
 
         let mut naive = Vec::new();
         for _ in 0..rounds.min(3) {
@@ -259,22 +278,10 @@ async fn bench_budget_sync(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
         let produced_at =
             chrono::DateTime::from_timestamp_millis(1_763_650_800_000).unwrap_or_default();
 
-        let mut function = Vec::new();
-        let mut peak: f64 = 0.0;
-        for _ in 0..rounds {
-            reset().await?;
-            let event = event.clone();
-            reset_peak_rss();
-            let started = Instant::now();
-            let summary = handle_budget(event, &deps).await?;
-            function.push(started.elapsed());
-            peak = peak.max(peak_rss_mib());
-            anyhow::ensure!(
-                summary.applied == size,
-                "only {} of {size} recorded",
-                summary.applied
-            );
-        }
+        let (function, peak) = time_function(rounds, size, &event, &mut reset, async |e| {
+            handle_budget(e, &deps).await
+        })
+        .await?;
         let corrected: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM budget_sync_accuracy WHERE correction = 'applied'",
         )
@@ -442,9 +449,7 @@ async fn copy_connection(db: &TestDb) -> anyhow::Result<sqlx::PgConnection> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let db = TestDb::new().await?;
+async fn bench_performance_metrics(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
     let topic = unique("bench-performance-metrics-");
     create_topics(&[&format!("{topic}-dlq")]).await?;
     let deps = Deps {
@@ -466,27 +471,18 @@ async fn main() -> anyhow::Result<()> {
         let values = windows(size);
         let event = kafka_event(&topic, &values)?;
 
-        let mut function = Vec::new();
-        let mut peak: f64 = 0.0;
-        for _ in 0..rounds {
-            truncate(&db).await?;
-            // The runtime hands the function an owned event: the copy is not the function's cost.
-            let event = event.clone();
-            reset_peak_rss();
-            let started = Instant::now();
-            let summary = handle(event, &deps).await?;
-            function.push(started.elapsed());
-            peak = peak.max(peak_rss_mib());
-            anyhow::ensure!(
-                summary.applied == size,
-                "only {} of {size} applied",
-                summary.applied
-            );
-        }
+        let (function, peak) = time_function(
+            rounds,
+            size,
+            &event,
+            async || truncate(db).await,
+            async |e| handle(e, &deps).await,
+        )
+        .await?;
 
         let mut naive = Vec::new();
         for _ in 0..rounds.min(3) {
-            truncate(&db).await?;
+            truncate(db).await?;
             let started = Instant::now();
             for value in &values {
                 let w = parse_window(value.as_bytes())?;
@@ -528,7 +524,7 @@ async fn main() -> anyhow::Result<()> {
             ));
         }
         let copy = copy_rounds(
-            &db,
+            db,
             "performance_metrics",
             "COPY performance_metrics (campaign_id, advertiser_id, window_size, window_start,
                  window_date, impressions, clicks, conversions, cost_micros) FROM STDIN",
@@ -546,8 +542,29 @@ async fn main() -> anyhow::Result<()> {
             peak_rss_mib: peak,
         }));
     }
-    results.extend(bench_budget_sync(&db).await?);
-    results.extend(bench_quality_score(&db).await?);
+    Ok(results)
+}
+
+/// `cargo bench --bench kafka_consumers_bench -- budget` runs only the functions whose names
+/// contain one of the words given; no words run all.
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|word| name.contains(word));
+    let db = TestDb::new().await?;
+    let mut results = Vec::new();
+    if wanted("performance-metrics") {
+        results.extend(bench_performance_metrics(&db).await?);
+    }
+    if wanted("budget-sync") {
+        results.extend(bench_budget_sync(&db).await?);
+    }
+    if wanted("quality-score") {
+        results.extend(bench_quality_score(&db).await?);
+    }
     let path = record_bench(&results)?;
     println!("figures written to {}", path.display());
     Ok(())

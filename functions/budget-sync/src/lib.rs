@@ -1,19 +1,22 @@
 //! budget-sync: Flink's budget sync results from `budget-management` (consumer group
 //! `budget-sync-processor`, SPEC §2). The DB is the source of truth for spend.
 //!
-//! A batch goes through three steps:
-//! 1. **Record** (one transaction, set-based): an accuracy row per message, keyed by the
-//!    message's topic position so a redelivery adds nothing. A message asking for a correction
-//!    that reaches 5 % queues the delta in its row (`correction = 'pending'`). A
-//!    `pause_if_exceeded` message pauses its campaign when the day's DB spend reached the daily
-//!    budget, and queues the pause's Redis status key and operators' notification.
-//! 2. **Redis** (one pipeline): every queued correction is applied by a Lua script that adds
-//!    the delta and sets a per-message marker atomically, so increments made meanwhile survive
-//!    and a correction is never applied twice; paused campaigns get their status key. If Redis
-//!    is unreachable, everything stays queued and a later batch applies it: the batch itself
-//!    succeeds, because the DB side is done.
-//! 3. **Notify**: each new pause is published to the operators' SNS topic once.
+//! A batch goes through these steps:
+//! 1. **Corrections** (one Redis pipeline): messages already recorded (a redelivery) are left
+//!    out. For each counter, the newest message's correction, if it asks for one and the
+//!    difference reaches 5 %, is applied by a Lua script that adds the delta and sets a
+//!    per-message marker atomically: increments made meanwhile survive, and a correction is
+//!    never applied twice. If Redis is unreachable, the corrections are queued instead.
+//! 2. **Record** (one statement): an accuracy row per message, keyed by its topic position,
+//!    with its correction's state (`applied`, `pending` when queued, `superseded`, `none`).
+//!    Older queued corrections of the same counters are superseded. A `pause_if_exceeded`
+//!    message pauses its campaign when today's DB spend reached the daily budget, and queues
+//!    the pause's Redis status key and operators' notification.
+//! 3. **Queued work** (one Redis pipeline): whatever earlier batches queued is applied; if
+//!    Redis is still away it stays queued. The batch succeeds either way: the DB side is done.
+//! 4. **Notify**: each new pause is published to the operators' SNS topic once.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -126,15 +129,180 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
         &event,
         validate,
         |syncs| async move {
-            let recorded = record(&deps.db, &syncs).await?;
-            let redis = flush_to_redis(deps).await?;
+            let fresh = not_yet_recorded(&deps.db, syncs).await?;
+            let mut plan = plan(&fresh);
+            let due: Vec<Due<'_>> = fresh
+                .iter()
+                .zip(&plan)
+                .filter(|(_, state)| **state == Correction::Due)
+                .filter_map(|(s, _)| Due::of(s))
+                .collect();
+            let corrected_now = match apply_in_redis(deps, &due, &[]).await {
+                Ok(applied) => {
+                    plan.iter_mut()
+                        .filter(|state| **state == Correction::Due)
+                        .for_each(|state| *state = Correction::Applied);
+                    applied
+                }
+                Err(err) => {
+                    tracing::warn!(
+                        error = %err,
+                        queued = due.len(),
+                        "Redis unreachable: corrections stay queued for a later batch"
+                    );
+                    0
+                }
+            };
+            let recorded = record(&deps.db, &fresh, &plan).await?;
+            let flushed = flush_queued(deps).await?;
             let notified = notify_pauses(deps).await?;
-            report(&syncs, &recorded, &redis, notified);
+            report(&fresh, &recorded, corrected_now, &flushed, notified);
             Ok(recorded.rows)
         },
         &deps.dead_letters,
     )
     .await
+}
+
+/// The messages of the batch not recorded yet: a redelivered one was fully handled (or queued)
+/// by its first delivery and must not touch Redis again.
+async fn not_yet_recorded(db: &PgPool, syncs: Vec<Synced>) -> Result<Vec<Synced>, WorkerError> {
+    if syncs.is_empty() {
+        return Ok(syncs);
+    }
+    let topics: Vec<&str> = syncs.iter().map(|s| s.topic.as_str()).collect();
+    let partitions: Vec<i32> = syncs.iter().map(|s| s.partition).collect();
+    let offsets: Vec<i64> = syncs.iter().map(|s| s.offset).collect();
+    let recorded: HashSet<(String, i32, i64)> = sqlx::query_as(
+        "SELECT a.topic, a.partition, a.\"offset\"
+           FROM budget_sync_accuracy a
+           JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS b(topic, partition, off)
+             ON a.topic = b.topic AND a.partition = b.partition AND a.\"offset\" = b.off",
+    )
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(db)
+    .await
+    .map_err(db::classify)?
+    .into_iter()
+    .collect();
+    if recorded.is_empty() {
+        return Ok(syncs);
+    }
+    Ok(syncs
+        .into_iter()
+        .filter(|s| !recorded.contains(&(s.topic.clone(), s.partition, s.offset)))
+        .collect())
+}
+
+/// The Redis side of a message, as recorded in `budget_sync_accuracy.correction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Correction {
+    /// Not asked for, or under the threshold.
+    None,
+    /// To be applied now; recorded as `pending` (queued) if Redis could not take it.
+    Due,
+    Applied,
+    /// A newer message about the same counter came: applying this one too would correct twice.
+    Superseded,
+}
+
+impl Correction {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Due => "pending",
+            Self::Applied => "applied",
+            Self::Superseded => "superseded",
+        }
+    }
+}
+
+/// Which corrections of the batch are due: per counter, only the newest message's.
+fn plan(fresh: &[Synced]) -> Vec<Correction> {
+    let mut newest: HashMap<(i64, NaiveDate), (DateTime<Utc>, i64)> = HashMap::new();
+    for s in fresh {
+        let at = (s.produced_at, s.offset);
+        newest
+            .entry((s.sync.campaign_id, s.sync.spend_date))
+            .and_modify(|n| *n = (*n).max(at))
+            .or_insert(at);
+    }
+    fresh
+        .iter()
+        .map(|s| match s.sync.correction() {
+            None => Correction::None,
+            Some(_)
+                if newest[&(s.sync.campaign_id, s.sync.spend_date)]
+                    == (s.produced_at, s.offset) =>
+            {
+                Correction::Due
+            }
+            Some(_) => Correction::Superseded,
+        })
+        .collect()
+}
+
+/// One correction to apply: the counter, the delta and the message it came from.
+#[derive(Debug, Clone, Copy)]
+struct Due<'a> {
+    campaign_id: i64,
+    spend_date: NaiveDate,
+    delta: i64,
+    source: Source<'a>,
+}
+
+impl<'a> Due<'a> {
+    fn of(s: &'a Synced) -> Option<Self> {
+        Some(Self {
+            campaign_id: s.sync.campaign_id,
+            spend_date: s.sync.spend_date,
+            delta: s.sync.correction()?,
+            source: Source {
+                topic: &s.topic,
+                partition: s.partition,
+                offset: s.offset,
+                timestamp_ms: s.produced_at.timestamp_millis(),
+            },
+        })
+    }
+}
+
+/// Applies corrections and sets paused campaigns' status keys in one pipeline, within the
+/// batch's Redis budget. Returns how many corrections were applied now (the rest had been
+/// applied by an earlier attempt).
+async fn apply_in_redis(
+    deps: &Deps,
+    corrections: &[Due<'_>],
+    paused: &[i64],
+) -> anyhow::Result<usize> {
+    if corrections.is_empty() && paused.is_empty() {
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    // Loaded in the same pipeline, ahead of its calls, so a restarted Redis is never missing it.
+    pipe.cmd("SCRIPT").arg("LOAD").arg(CORRECT_SCRIPT).ignore();
+    for due in corrections {
+        pipe.cmd("EVALSHA")
+            .arg(CORRECT.get_hash())
+            .arg(2)
+            .arg(counter_key(due.campaign_id, due.spend_date))
+            .arg(marker_key(due.campaign_id, due.source))
+            .arg(due.delta)
+            .arg(MARKER_TTL_SECONDS);
+    }
+    for campaign in paused {
+        pipe.cmd("SET")
+            .arg(status_key(*campaign))
+            .arg("paused")
+            .ignore();
+    }
+    let mut redis = deps.redis.clone();
+    let applied: Vec<i64> = tokio::time::timeout(deps.redis_budget, pipe.query_async(&mut redis))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {:?}", deps.redis_budget))??;
+    Ok(applied.iter().filter(|a| **a == 1).count())
 }
 
 /// What the record step wrote.
@@ -144,51 +312,62 @@ struct Recorded {
     paused: usize,
 }
 
-async fn record(db: &PgPool, syncs: &[Synced]) -> Result<Recorded, WorkerError> {
-    if syncs.is_empty() {
+async fn record(
+    db: &PgPool,
+    fresh: &[Synced],
+    plan: &[Correction],
+) -> Result<Recorded, WorkerError> {
+    if fresh.is_empty() {
         return Ok(Recorded::default());
     }
-    let topics: Vec<&str> = syncs.iter().map(|s| s.topic.as_str()).collect();
-    let partitions: Vec<i32> = syncs.iter().map(|s| s.partition).collect();
-    let offsets: Vec<i64> = syncs.iter().map(|s| s.offset).collect();
-    let produced: Vec<DateTime<Utc>> = syncs.iter().map(|s| s.produced_at).collect();
-    let campaigns: Vec<i64> = syncs.iter().map(|s| s.sync.campaign_id).collect();
-    let days: Vec<NaiveDate> = syncs.iter().map(|s| s.sync.spend_date).collect();
-    let redis_spent: Vec<i64> = syncs.iter().map(|s| s.sync.redis_spent).collect();
-    let db_spent: Vec<i64> = syncs.iter().map(|s| s.sync.db_spent).collect();
-    let reported: Vec<Option<f64>> = syncs.iter().map(|s| s.sync.reported_ratio).collect();
-    let accuracy: Vec<f64> = syncs.iter().map(|s| s.sync.accuracy()).collect();
-    let difference: Vec<f64> = syncs.iter().map(|s| s.sync.difference_ratio()).collect();
-    let deltas: Vec<Option<i64>> = syncs.iter().map(|s| s.sync.correction()).collect();
-    let pause: Vec<bool> = syncs
+    let topics: Vec<&str> = fresh.iter().map(|s| s.topic.as_str()).collect();
+    let partitions: Vec<i32> = fresh.iter().map(|s| s.partition).collect();
+    let offsets: Vec<i64> = fresh.iter().map(|s| s.offset).collect();
+    let produced: Vec<DateTime<Utc>> = fresh.iter().map(|s| s.produced_at).collect();
+    let campaigns: Vec<i64> = fresh.iter().map(|s| s.sync.campaign_id).collect();
+    let days: Vec<NaiveDate> = fresh.iter().map(|s| s.sync.spend_date).collect();
+    let redis_spent: Vec<i64> = fresh.iter().map(|s| s.sync.redis_spent).collect();
+    let db_spent: Vec<i64> = fresh.iter().map(|s| s.sync.db_spent).collect();
+    let reported: Vec<Option<f64>> = fresh.iter().map(|s| s.sync.reported_ratio).collect();
+    let accuracy: Vec<f64> = fresh.iter().map(|s| s.sync.accuracy()).collect();
+    let difference: Vec<f64> = fresh.iter().map(|s| s.sync.difference_ratio()).collect();
+    let deltas: Vec<Option<i64>> = fresh.iter().map(|s| s.sync.correction()).collect();
+    let states: Vec<&str> = plan.iter().map(|c| c.as_str()).collect();
+    let pause: Vec<bool> = fresh
         .iter()
         .map(|s| s.sync.campaign_action == CampaignAction::PauseIfExceeded)
         .collect();
 
-    let mut tx = db.begin().await.map_err(db::classify)?;
-    // Only messages recorded now can pause: a replay must not pause a campaign that operators
-    // resumed since. A pause is for today's (KST) spend; a late message about an earlier day
-    // pauses nothing.
+    // One statement: the rows; older queued corrections of the same counters superseded (this
+    // batch's messages read the counters later); and the pauses. Only messages recorded now
+    // can pause, so a replay cannot pause a campaign operators resumed since. A pause is for
+    // today's (KST) spend: a late message about an earlier day pauses nothing.
     let (rows, paused): (i64, i64) = sqlx::query_as(
         "WITH batch AS (
              SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::timestamptz[],
                                   $5::bigint[], $6::date[], $7::bigint[], $8::bigint[],
                                   $9::float8[], $10::float8[], $11::float8[], $12::bigint[],
-                                  $13::bool[])
+                                  $13::text[], $14::bool[])
                  AS b(topic, partition, off, produced_at, campaign_id, spend_date, redis_spent,
                       db_spent, reported_ratio, accuracy, difference_ratio, correction_delta,
-                      pause)),
+                      correction, pause)),
          inserted AS (
              INSERT INTO budget_sync_accuracy
                  (topic, partition, \"offset\", produced_at, campaign_id, spend_date,
                   redis_spent, db_spent, reported_ratio, accuracy, difference_ratio,
-                  correction_delta, correction)
+                  correction_delta, correction, corrected_at)
              SELECT topic, partition, off, produced_at, campaign_id, spend_date, redis_spent,
                     db_spent, reported_ratio, accuracy, difference_ratio, correction_delta,
-                    CASE WHEN correction_delta IS NULL THEN 'none' ELSE 'pending' END
+                    correction, CASE WHEN correction = 'applied' THEN now() END
                FROM batch
              ON CONFLICT (topic, partition, \"offset\") DO NOTHING
              RETURNING topic, partition, \"offset\"),
+         superseded AS (
+             UPDATE budget_sync_accuracy a SET correction = 'superseded'
+               FROM (SELECT campaign_id, spend_date, max(produced_at) AS newest
+                       FROM batch GROUP BY campaign_id, spend_date) b
+              WHERE a.correction = 'pending' AND a.campaign_id = b.campaign_id
+                AND a.spend_date = b.spend_date AND a.produced_at <= b.newest),
          reached AS (
              SELECT DISTINCT ON (b.campaign_id) b.campaign_id, b.spend_date, b.db_spent
                FROM batch b
@@ -223,45 +402,20 @@ async fn record(db: &PgPool, syncs: &[Synced]) -> Result<Recorded, WorkerError> 
     .bind(&accuracy)
     .bind(&difference)
     .bind(&deltas)
+    .bind(&states)
     .bind(&pause)
-    .fetch_one(&mut *tx)
+    .fetch_one(db)
     .await
     .map_err(db::classify)?;
-
-    // A pending correction was computed from an older reading of the counter than any later
-    // message about it; the newest message alone is right, so older pending ones are dropped.
-    sqlx::query(
-        "WITH pairs AS (
-             SELECT DISTINCT a.campaign_id, a.spend_date
-               FROM budget_sync_accuracy a
-               JOIN unnest($1::bigint[], $2::date[]) AS p(campaign_id, spend_date)
-                 ON a.campaign_id = p.campaign_id AND a.spend_date = p.spend_date
-              WHERE a.correction = 'pending'),
-         latest AS (
-             SELECT DISTINCT ON (a.campaign_id, a.spend_date) a.id, a.campaign_id, a.spend_date
-               FROM budget_sync_accuracy a
-               JOIN pairs p ON a.campaign_id = p.campaign_id AND a.spend_date = p.spend_date
-              ORDER BY a.campaign_id, a.spend_date, a.produced_at DESC, a.\"offset\" DESC)
-         UPDATE budget_sync_accuracy a SET correction = 'superseded'
-           FROM latest l
-          WHERE a.campaign_id = l.campaign_id AND a.spend_date = l.spend_date
-            AND a.correction = 'pending' AND a.id <> l.id",
-    )
-    .bind(&campaigns)
-    .bind(&days)
-    .execute(&mut *tx)
-    .await
-    .map_err(db::classify)?;
-    tx.commit().await.map_err(db::classify)?;
     Ok(Recorded {
         rows: usize::try_from(rows).unwrap_or_default(),
         paused: usize::try_from(paused).unwrap_or_default(),
     })
 }
 
-/// What the Redis step did.
+/// What the queued Redis work came to.
 #[derive(Debug, Default)]
-struct RedisFlush {
+struct Flushed {
     corrected: usize,
     statuses: usize,
     /// Work left queued because Redis could not be reached.
@@ -269,13 +423,14 @@ struct RedisFlush {
 }
 
 /// A queued correction: row id, topic, partition, offset, produced at, campaign, day, delta.
-type PendingCorrection = (i64, String, i32, i64, DateTime<Utc>, i64, NaiveDate, i64);
+type QueuedCorrection = (i64, String, i32, i64, DateTime<Utc>, i64, NaiveDate, i64);
 
-/// Applies the queued Redis work in one pipeline. The rows stay locked (SKIP LOCKED for a
-/// concurrent invocation) until they are marked, and stay queued if Redis fails.
-async fn flush_to_redis(deps: &Deps) -> Result<RedisFlush, WorkerError> {
+/// Applies what earlier batches queued (corrections while Redis was down, new pauses' status
+/// keys). The rows stay locked (SKIP LOCKED for a concurrent invocation) until they are
+/// marked, and stay queued if Redis fails.
+async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
     let mut tx = deps.db.begin().await.map_err(db::classify)?;
-    let corrections: Vec<PendingCorrection> = sqlx::query_as(
+    let corrections: Vec<QueuedCorrection> = sqlx::query_as(
         "SELECT id, topic, partition, \"offset\", produced_at, campaign_id, spend_date,
                 correction_delta
            FROM budget_sync_accuracy
@@ -298,48 +453,37 @@ async fn flush_to_redis(deps: &Deps) -> Result<RedisFlush, WorkerError> {
     .await
     .map_err(db::classify)?;
     if corrections.is_empty() && statuses.is_empty() {
-        return Ok(RedisFlush::default());
+        tx.commit().await.map_err(db::classify)?;
+        return Ok(Flushed::default());
     }
 
-    let mut pipe = redis::pipe();
-    // Loaded in the same pipeline, ahead of its calls, so a restarted Redis is never missing it.
-    pipe.cmd("SCRIPT").arg("LOAD").arg(CORRECT_SCRIPT).ignore();
-    for (_, topic, partition, offset, produced_at, campaign, day, delta) in &corrections {
-        let source = Source {
-            topic,
-            partition: *partition,
-            offset: *offset,
-            timestamp_ms: produced_at.timestamp_millis(),
-        };
-        pipe.cmd("EVALSHA")
-            .arg(CORRECT.get_hash())
-            .arg(2)
-            .arg(counter_key(*campaign, *day))
-            .arg(marker_key(*campaign, source))
-            .arg(*delta)
-            .arg(MARKER_TTL_SECONDS);
-    }
-    for (_, campaign) in &statuses {
-        pipe.cmd("SET")
-            .arg(status_key(*campaign))
-            .arg("paused")
-            .ignore();
-    }
-    let mut redis = deps.redis.clone();
-    let outcome = tokio::time::timeout(deps.redis_budget, pipe.query_async::<Vec<i64>>(&mut redis))
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within {:?}", deps.redis_budget))
-        .and_then(|result| result.map_err(anyhow::Error::from));
-    let applied = match outcome {
-        Ok(applied) => applied,
+    let due: Vec<Due<'_>> = corrections
+        .iter()
+        .map(
+            |(_, topic, partition, offset, produced_at, campaign_id, spend_date, delta)| Due {
+                campaign_id: *campaign_id,
+                spend_date: *spend_date,
+                delta: *delta,
+                source: Source {
+                    topic,
+                    partition: *partition,
+                    offset: *offset,
+                    timestamp_ms: produced_at.timestamp_millis(),
+                },
+            },
+        )
+        .collect();
+    let paused: Vec<i64> = statuses.iter().map(|s| s.1).collect();
+    let corrected = match apply_in_redis(deps, &due, &paused).await {
+        Ok(corrected) => corrected,
         Err(err) => {
             let queued = corrections.len() + statuses.len();
             tracing::warn!(
                 error = %err,
                 queued,
-                "Redis unreachable: corrections and status keys stay queued for a later batch"
+                "Redis unreachable: queued corrections and status keys wait for a later batch"
             );
-            return Ok(RedisFlush {
+            return Ok(Flushed {
                 queued,
                 ..Default::default()
             });
@@ -362,15 +506,14 @@ async fn flush_to_redis(deps: &Deps) -> Result<RedisFlush, WorkerError> {
         .await
         .map_err(db::classify)?;
     tx.commit().await.map_err(db::classify)?;
-    let already = applied.iter().filter(|a| **a == 0).count();
-    if already > 0 {
-        tracing::info!(
-            already,
-            "corrections already applied by an earlier attempt were skipped"
-        );
-    }
-    Ok(RedisFlush {
-        corrected: applied.len() - already,
+    tracing::info!(
+        corrections = corrections.len(),
+        applied_now = corrected,
+        statuses = statuses.len(),
+        "queued Redis work applied"
+    );
+    Ok(Flushed {
+        corrected,
         statuses: statuses.len(),
         queued: 0,
     })
@@ -441,25 +584,33 @@ async fn notify_pauses(deps: &Deps) -> Result<usize, WorkerError> {
     }
 }
 
-/// `BudgetSyncAccuracy` is the batch's mean accuracy in percent; the template alarms below 95.
-fn report(syncs: &[Synced], recorded: &Recorded, redis: &RedisFlush, notified: usize) {
+/// `BudgetSyncAccuracy` is the mean accuracy of the batch's new messages, in percent; the
+/// template alarms below 95.
+fn report(
+    fresh: &[Synced],
+    recorded: &Recorded,
+    corrected_now: usize,
+    flushed: &Flushed,
+    notified: usize,
+) {
     let mut metrics = Metrics::for_function(telemetry::function_name());
-    if !syncs.is_empty() {
-        let mean = syncs.iter().map(|s| s.sync.accuracy()).sum::<f64>() / syncs.len() as f64;
+    if !fresh.is_empty() {
+        let mean = fresh.iter().map(|s| s.sync.accuracy()).sum::<f64>() / fresh.len() as f64;
         metrics.put("BudgetSyncAccuracy", mean * 100.0, Unit::Percent);
     }
+    let corrected = corrected_now + flushed.corrected;
     metrics
-        .put("CorrectionsApplied", redis.corrected as f64, Unit::Count)
-        .put("RedisWorkQueued", redis.queued as f64, Unit::Count)
+        .put("CorrectionsApplied", corrected as f64, Unit::Count)
+        .put("RedisWorkQueued", flushed.queued as f64, Unit::Count)
         .put("CampaignsPaused", recorded.paused as f64, Unit::Count)
         .put("PausesNotified", notified as f64, Unit::Count);
     metrics.emit();
     tracing::info!(
         recorded = recorded.rows,
         paused = recorded.paused,
-        corrected = redis.corrected,
-        statuses = redis.statuses,
-        queued = redis.queued,
+        corrected,
+        statuses = flushed.statuses,
+        queued = flushed.queued,
         notified,
         "budget sync applied"
     );
