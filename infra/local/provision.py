@@ -223,6 +223,8 @@ def function_envs(template, ctx):
         "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "test"),
         "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
         "DB_SSL_MODE": "disable",
+        # The local broker is plaintext; MSK's IAM listener is not.
+        "KAFKA_AUTH": "none",
         # The demo's image server runs on loopback, which production always refuses.
         "IMAGE_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
     }

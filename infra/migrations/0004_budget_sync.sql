@@ -13,10 +13,11 @@ CREATE TABLE campaigns (
 CREATE INDEX campaigns_by_advertiser ON campaigns (advertiser_id);
 
 -- One row per message, keyed by its position in the topic, so a redelivery adds nothing.
--- `correction` is the Redis side's state: a correction is queued ('pending') in the same
--- transaction as the row and marked 'applied' once Redis took it, so a Redis outage delays a
--- correction but never loses it. A newer sync of the same counter supersedes a pending one: it
--- was computed from a later reading of Redis, so applying both would correct twice.
+-- `correction` is the Redis side's state: 'applied' when Redis took the delta before the row
+-- was written, 'pending' when Redis could not be reached (the correction is queued here and
+-- applied by a later batch, never lost), 'superseded' when a newer message about the same
+-- counter came first (it was computed from a later reading, so applying both would correct
+-- twice), 'none' when no correction was asked for or due.
 CREATE TABLE budget_sync_accuracy (
     id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     topic            TEXT NOT NULL,

@@ -59,7 +59,7 @@ static CORRECT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CO
 pub struct Config {
     pub database: config::DatabaseConfig,
     pub redis: config::RedisConfig,
-    pub kafka_brokers: String,
+    pub kafka: config::KafkaConfig,
     pub operator_alerts_topic_arn: String,
     /// The most a batch waits on Redis before leaving its work queued.
     pub redis_budget: Duration,
@@ -70,7 +70,7 @@ impl Config {
         Ok(Self {
             database: config::DatabaseConfig::from_env()?,
             redis: config::RedisConfig::from_env()?,
-            kafka_brokers: config::required("KAFKA_BROKERS")?,
+            kafka: config::KafkaConfig::from_env()?,
             operator_alerts_topic_arn: config::required("OPERATOR_ALERTS_TOPIC_ARN")?,
             redis_budget: Duration::from_millis(config::parsed_or("REDIS_BUDGET_MS", 10_000)?),
         })
@@ -90,7 +90,7 @@ impl Deps {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sdk = aws::sdk_config().await;
         let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::new(&config.kafka_brokers, db.clone(), CONSUMER)?;
+        let dead_letters = DeadLetters::connect(&config.kafka, &sdk, db.clone(), CONSUMER)?;
         Ok(Self {
             db,
             redis: adapters::redis::connect_lazy(&config.redis)?,

@@ -96,6 +96,36 @@ impl RedisConfig {
     }
 }
 
+/// How the functions' own Kafka clients reach the brokers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaAuth {
+    /// The local broker.
+    Plaintext,
+    /// MSK's IAM listener: SASL/OAUTHBEARER over TLS with a SigV4 token.
+    MskIam,
+}
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub auth: KafkaAuth,
+}
+
+impl KafkaConfig {
+    /// `KAFKA_BROKERS`, and `KAFKA_AUTH`: `iam` (deployed) or `none` (the default).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let auth = match optional("KAFKA_AUTH").as_deref() {
+            None | Some("none") => KafkaAuth::Plaintext,
+            Some("iam") => KafkaAuth::MskIam,
+            Some(other) => anyhow::bail!("KAFKA_AUTH must be iam or none, not {other:?}"),
+        };
+        Ok(Self {
+            brokers: required("KAFKA_BROKERS")?,
+            auth,
+        })
+    }
+}
+
 /// Comma-separated list, trimmed, empties dropped.
 pub fn list(name: &str) -> Vec<String> {
     optional(name)

@@ -21,8 +21,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use sqlx::PgPool;
 
+use crate::config::{KafkaAuth, KafkaConfig};
 use crate::db::classify;
 use crate::emf::{Metrics, Unit};
+use crate::msk_iam::KafkaContext;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,22 +99,52 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
 
 /// Produces rejected records to `<topic>-dlq`, at most once per record and consumer.
 pub struct DeadLetters {
-    producer: FutureProducer,
+    producer: FutureProducer<KafkaContext>,
     db: PgPool,
     consumer: String,
 }
 
 impl DeadLetters {
-    /// `consumer` names the consuming function (its consumer group), which owns its rejections.
+    /// A plaintext producer, as the local broker takes. `consumer` names the consuming
+    /// function (its consumer group), which owns its rejections.
     pub fn new(brokers: &str, db: PgPool, consumer: impl Into<String>) -> anyhow::Result<Self> {
-        let producer = ClientConfig::new()
-            .set("bootstrap.servers", brokers)
-            .set("acks", "all")
-            .set("message.timeout.ms", "10000")
-            .set("socket.timeout.ms", "5000")
-            .create()?;
+        Self::create(
+            producer_config(brokers),
+            KafkaContext::default(),
+            db,
+            consumer,
+        )
+    }
+
+    /// The producer `config` asks for: plaintext, or IAM authentication to MSK with the
+    /// function's own credentials. Call inside the Tokio runtime.
+    pub fn connect(
+        config: &KafkaConfig,
+        sdk: &aws_config::SdkConfig,
+        db: PgPool,
+        consumer: impl Into<String>,
+    ) -> anyhow::Result<Self> {
+        match config.auth {
+            KafkaAuth::Plaintext => Self::new(&config.brokers, db, consumer),
+            KafkaAuth::MskIam => {
+                let mut client = producer_config(&config.brokers);
+                client
+                    .set("security.protocol", "SASL_SSL")
+                    .set("sasl.mechanism", "OAUTHBEARER")
+                    .set("ssl.ca.location", "probe");
+                Self::create(client, KafkaContext::msk_iam(sdk)?, db, consumer)
+            }
+        }
+    }
+
+    fn create(
+        client: ClientConfig,
+        context: KafkaContext,
+        db: PgPool,
+        consumer: impl Into<String>,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            producer,
+            producer: client.create_with_context(context)?,
             db,
             consumer: consumer.into(),
         })
@@ -213,6 +245,16 @@ impl DeadLetters {
             })?;
         Ok(())
     }
+}
+
+fn producer_config(brokers: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("message.timeout.ms", "10000")
+        .set("socket.timeout.ms", "5000");
+    client
 }
 
 /// What a batch came to; also the function's response.

@@ -8,6 +8,7 @@ pub mod db;
 pub mod emf;
 pub mod images;
 pub mod kafka;
+pub mod msk_iam;
 pub mod redis;
 pub mod sqs_batch;
 pub mod telemetry;
