@@ -19,6 +19,9 @@ use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
+/// How long a source waits for the group to assign it partitions before giving up.
+const ASSIGNMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The ARN the local events carry, as MSK's would.
 pub const LOCAL_CLUSTER_ARN: &str = "arn:aws:kafka:ap-northeast-2:000000000000:cluster/local/00000000-0000-0000-0000-000000000000-1";
 
@@ -150,15 +153,20 @@ pub async fn run(
     let mut stats = Stats::default();
     let mut batch: Vec<OwnedMessage> = Vec::new();
     let mut batch_deadline: Option<Instant> = None;
+    let started = Instant::now();
+    let mut assigned = false;
     let mut last_record = Instant::now();
     loop {
         let wait = match (batch_deadline, idle) {
             (Some(deadline), _) => deadline.saturating_duration_since(Instant::now()),
-            (None, Some(idle)) => idle.saturating_sub(last_record.elapsed()),
+            (None, Some(idle)) => idle
+                .saturating_sub(last_record.elapsed())
+                .min(Duration::from_secs(1)),
             (None, None) => Duration::from_secs(3600),
         };
         match tokio::time::timeout(wait, consumer.recv()).await {
             Ok(Ok(message)) => {
+                assigned = true;
                 last_record = Instant::now();
                 batch.push(message.detach());
                 batch_deadline.get_or_insert_with(|| Instant::now() + source.window);
@@ -171,6 +179,18 @@ pub async fn run(
                 continue;
             }
             Err(_elapsed) if batch.is_empty() => {
+                // Quiet only counts once the group gave this consumer its partitions: joining
+                // can take a while on a busy machine.
+                if !assigned {
+                    assigned = consumer.assignment().is_ok_and(|a| a.count() > 0);
+                    if !assigned && started.elapsed() > ASSIGNMENT_TIMEOUT {
+                        bail!(
+                            "{}: no partitions assigned within {ASSIGNMENT_TIMEOUT:?}",
+                            source.function
+                        );
+                    }
+                    last_record = Instant::now();
+                }
                 if idle.is_some_and(|idle| last_record.elapsed() >= idle) {
                     return Ok(stats);
                 }
