@@ -98,7 +98,7 @@ if [ "$MODE" = demo ]; then
     -c "SELECT campaign_id, spend_date, redis_spent, db_spent, round(accuracy::numeric, 3) AS accuracy, correction_delta, correction FROM budget_sync_accuracy ORDER BY id DESC LIMIT 3" \
     -c "SELECT campaign_id, status, daily_budget FROM campaigns WHERE campaign_id IN (12345, 12346, 12347) ORDER BY 1"
   printf '== Redis\n'
-  for c in 12346 12347; do echo "  $(counter_key $c) = $(redis-cli -u "$REDIS_URL" GET "$(counter_key $c)")"; done
+  for c in 12346; do echo "  $(counter_key $c) = $(redis-cli -u "$REDIS_URL" GET "$(counter_key $c)")"; done
   echo "  budget:status:{12347} = $(redis-cli -u "$REDIS_URL" GET 'budget:status:{12347}')"
   printf '\n(running again is safe: a repeated request changes nothing and sends nothing)\n'
   exit 0
