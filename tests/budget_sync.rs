@@ -215,7 +215,7 @@ async fn corrections_pauses_and_poison_in_one_batch_then_a_replay_and_a_crash() 
     sqlx::query("UPDATE campaign_pauses SET redis_status_at = NULL, notified_at = NULL")
         .execute(&w.db.pool)
         .await?;
-    handle(event, &w.deps).await?;
+    handle(event.clone(), &w.deps).await?;
     assert_eq!(w.counter(102).await?, Some(40_300));
     assert_eq!(w.counter(103).await?, Some(30_000));
     assert_eq!(
@@ -228,6 +228,30 @@ async fn corrections_pauses_and_poison_in_one_batch_then_a_replay_and_a_crash() 
         1,
         "an unmarked notification is sent by the next batch"
     );
+
+    // A crash after Redis took the batch's corrections but before its rows were written: the
+    // redelivery finds no rows and sends the corrections again; the markers turn them away.
+    sqlx::query("DELETE FROM budget_sync_accuracy")
+        .execute(&w.db.pool)
+        .await?;
+    assert_eq!(handle(event, &w.deps).await?.applied, 4);
+    assert_eq!(w.counter(102).await?, Some(40_300));
+    assert_eq!(w.counter(103).await?, Some(30_000));
+    assert_eq!(
+        w.corrections().await?,
+        [
+            (101, 0, "none".to_owned()),
+            (102, 1, "applied".to_owned()),
+            (103, 3, "applied".to_owned()),
+            (104, 4, "none".to_owned()),
+        ]
+    );
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM campaign_pauses").await?,
+        1,
+        "the campaign was already paused"
+    );
+    assert!(w.notifications().await?.is_empty());
     Ok(())
 }
 
