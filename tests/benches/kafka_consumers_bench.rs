@@ -545,6 +545,13 @@ async fn bench_performance_metrics(db: &TestDb) -> anyhow::Result<Vec<BenchResul
     Ok(results)
 }
 
+/// Writes out the dirty pages the previous function's rounds left, so that flushing them does
+/// not land in the next function's figures.
+async fn settle(db: &TestDb) -> anyhow::Result<()> {
+    sqlx::query("CHECKPOINT").execute(&db.pool).await?;
+    Ok(())
+}
+
 /// `cargo bench --bench kafka_consumers_bench -- budget` runs only the functions whose names
 /// contain one of the words given; no words run all.
 #[tokio::main]
@@ -557,12 +564,15 @@ async fn main() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let mut results = Vec::new();
     if wanted("performance-metrics") {
+        settle(&db).await?;
         results.extend(bench_performance_metrics(&db).await?);
     }
     if wanted("budget-sync") {
+        settle(&db).await?;
         results.extend(bench_budget_sync(&db).await?);
     }
     if wanted("quality-score") {
+        settle(&db).await?;
         results.extend(bench_quality_score(&db).await?);
     }
     let path = record_bench(&results)?;
