@@ -1,23 +1,8 @@
 //! Lambda entry point: telemetry, configuration and clients once per cold start, then the loop.
 
-use aws_lambda_events::event::kafka::KafkaEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use tracing::Instrument as _;
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let config = performance_metrics::Config::from_env()?;
-    let deps = performance_metrics::Deps::build(&config).await?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<KafkaEvent>| {
-        let span = adapters::telemetry::invocation_span(&event.context);
-        let deps = &deps;
-        async move {
-            performance_metrics::handle(event.payload, deps)
-                .await
-                .map_err(Error::from)
-        }
-        .instrument(span)
-    }))
-    .await
+    let deps = performance_metrics::Deps::build(&performance_metrics::Config::from_env()?).await?;
+    adapters::telemetry::serve(|event| performance_metrics::handle(event, &deps)).await
 }

@@ -1,19 +1,12 @@
 //! Lambda entry point: telemetry, configuration and clients once per cold start, then the loop.
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{Error, LambdaEvent, service_fn};
-use tracing::Instrument as _;
-
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let config = webtoon_sync::Config::from_env()?;
-    let deps = webtoon_sync::Deps::build(&config).await?;
-    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
-        let span = adapters::telemetry::invocation_span(&event.context);
-        let deps = &deps;
-        async move { Ok::<_, Error>(webtoon_sync::handle(event.payload, deps).await) }
-            .instrument(span)
-    }))
+    let deps = &webtoon_sync::Deps::build(&webtoon_sync::Config::from_env()?).await?;
+    // Failures are reported per message in the response, so an invocation itself never fails.
+    adapters::telemetry::serve(|event| async move {
+        Ok::<_, std::convert::Infallible>(webtoon_sync::handle(event, deps).await)
+    })
     .await
 }

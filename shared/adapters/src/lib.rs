@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod emf;
 pub mod images;
+pub mod jobs;
 pub mod kafka;
 pub mod msk_iam;
 pub mod redis;

@@ -46,3 +46,24 @@ pub fn invocation_span(ctx: &lambda_runtime::Context) -> Span {
 pub fn function_name() -> String {
     std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_owned())
 }
+
+/// Runs the Lambda loop: every invocation's payload goes to `handler` inside its own span.
+/// Each function's `main` builds its clients once and passes a closure borrowing them.
+pub async fn serve<E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    E: serde::de::DeserializeOwned + Send,
+    R: serde::Serialize,
+    Err: Into<lambda_runtime::Error>,
+    F: Fn(E) -> Fut,
+    Fut: std::future::Future<Output = Result<R, Err>>,
+{
+    use tracing::Instrument as _;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |event: lambda_runtime::LambdaEvent<E>| {
+            let span = invocation_span(&event.context);
+            let invocation = handler(event.payload);
+            async move { invocation.await.map_err(Into::into) }.instrument(span)
+        },
+    ))
+    .await
+}

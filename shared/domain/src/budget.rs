@@ -155,6 +155,22 @@ pub fn counter_key(campaign_id: i64, day: NaiveDate) -> String {
     format!("budget:spent:{{{campaign_id}}}:{}", day.format("%Y%m%d"))
 }
 
+/// The glob matching every campaign's counter of one day, for `SCAN ... MATCH`.
+pub fn counter_pattern(day: NaiveDate) -> String {
+    format!("budget:spent:{{*}}:{}", day.format("%Y%m%d"))
+}
+
+/// The campaign and day of a counter key; `None` for any other key.
+pub fn parse_counter_key(key: &str) -> Option<(i64, NaiveDate)> {
+    let rest = key.strip_prefix("budget:spent:{")?;
+    let (campaign, day) = rest.split_once("}:")?;
+    if day.len() != 8 || !day.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let day = NaiveDate::parse_from_str(day, "%Y%m%d").ok()?;
+    Some((campaign.parse().ok()?, day))
+}
+
 /// `budget:status:{<campaign>}`
 pub fn status_key(campaign_id: i64) -> String {
     format!("budget:status:{{{campaign_id}}}")
@@ -188,6 +204,21 @@ mod tests {
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn counter_keys_parse_back_and_nothing_else_does() {
+        let day: NaiveDate = "2026-11-20".parse().expect("date");
+        assert_eq!(parse_counter_key(&counter_key(42, day)), Some((42, day)));
+        assert_eq!(counter_pattern(day), "budget:spent:{*}:20261120");
+        for other in [
+            status_key(42),
+            "budget:spent:{x}:20261120".to_owned(),
+            "budget:spent:{42}:2026112".to_owned(),
+            "budget:spent:42:20261120".to_owned(),
+        ] {
+            assert_eq!(parse_counter_key(&other), None, "{other}");
+        }
     }
 
     fn seed() -> BudgetSync {

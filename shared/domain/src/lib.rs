@@ -5,6 +5,10 @@ pub mod budget;
 pub mod error;
 pub mod metrics;
 pub mod quality;
+pub mod retention;
+pub mod rollup;
+pub mod schedule;
+pub mod settlement;
 pub mod webtoon;
 
 pub use error::WorkerError;

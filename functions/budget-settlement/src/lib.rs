@@ -1,0 +1,355 @@
+//! budget-settlement (SPEC §3), 03:00 Asia/Seoul: yesterday's Redis day counters
+//! (`budget:spent:{campaign}:yyyymmdd`, found with SCAN and read with pipelined GETs) against
+//! the DB's deductions for the day (the costs of the day's ad events, in whole won).
+//!
+//! Each campaign's difference is classified (`match`, `redis_over`, `db_over`,
+//! `missing_in_redis`, `missing_in_db`) into `budget_settlement_items`; the items are summed
+//! per advertiser into `budget_settlements`; a CSV report goes to S3 at
+//! `settlements/YYYY/MM/DD.csv`. Redis is read before anything is written, so if it cannot be
+//! reached the job fails cleanly and its retry starts afresh. The day's rows and report are
+//! replaced as a whole, so a re-run gives the same final state.
+
+use std::collections::{BTreeMap, HashMap};
+
+use adapters::jobs::{JobRun, Reporter};
+use adapters::{aws, config, db};
+use aws_sdk_s3::primitives::ByteStream;
+use chrono::NaiveDate;
+use domain::WorkerError;
+use domain::budget::{counter_pattern, parse_counter_key};
+use domain::schedule::{add_days, kst_day_start};
+use domain::settlement::{Classification, classify, micros_to_won};
+use redis::aio::ConnectionManager;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tracing::{instrument, warn};
+
+pub const JOB: &str = "budget-settlement";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: config::DatabaseConfig,
+    pub redis: config::RedisConfig,
+    pub report_bucket: String,
+    pub operator_alerts_topic_arn: String,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            database: config::DatabaseConfig::from_env()?,
+            redis: config::RedisConfig::from_env()?,
+            report_bucket: config::required("REPORT_BUCKET")?,
+            operator_alerts_topic_arn: config::required("OPERATOR_ALERTS_TOPIC_ARN")?,
+        })
+    }
+}
+
+pub struct Deps {
+    pub reporter: Reporter,
+    pub redis: ConnectionManager,
+    pub s3: aws_sdk_s3::Client,
+    pub report_bucket: String,
+}
+
+impl Deps {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let sdk = aws::sdk_config().await;
+        Ok(Self {
+            reporter: Reporter {
+                db: db::pool(&config.database, &sdk).await?,
+                sns: aws::sns(&sdk),
+                topic_arn: config.operator_alerts_topic_arn.clone(),
+            },
+            redis: adapters::redis::connect_lazy(&config.redis)?,
+            s3: aws::s3(&sdk),
+            report_bucket: config.report_bucket.clone(),
+        })
+    }
+}
+
+/// One campaign's settlement for the day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub campaign_id: i64,
+    pub advertiser_id: Option<i64>,
+    pub redis_spent: Option<i64>,
+    pub db_spent: Option<i64>,
+    pub classification: Classification,
+}
+
+impl Item {
+    pub fn difference(&self) -> i64 {
+        self.redis_spent.unwrap_or(0) - self.db_spent.unwrap_or(0)
+    }
+}
+
+pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
+    let run = JobRun::start(JOB, payload)?;
+    let day = run.target_date;
+    let mut redis = deps.redis.clone();
+    let counters = read_counters(&mut redis, day).await?;
+    let db = &deps.reporter.db;
+    let items = settle(db, day, &counters.values)
+        .await
+        .map_err(db::classify)?;
+    let report_key = report_key(day);
+    deps.s3
+        .put_object()
+        .bucket(&deps.report_bucket)
+        .key(&report_key)
+        .content_type("text/csv; charset=utf-8")
+        .body(ByteStream::from(report_csv(day, &items).into_bytes()))
+        .send()
+        .await
+        .map_err(|err| {
+            WorkerError::retryable(anyhow::Error::new(err).context("write the settlement report"))
+        })?;
+
+    let mut by_class: BTreeMap<&str, i64> = Classification::ALL
+        .iter()
+        .map(|c| (c.as_str(), 0))
+        .collect();
+    for item in &items {
+        *by_class.entry(item.classification.as_str()).or_default() += 1;
+    }
+    let advertisers = items
+        .iter()
+        .filter_map(|i| i.advertiser_id)
+        .collect::<std::collections::HashSet<_>>()
+        .len() as i64;
+    let mut counts = vec![
+        ("campaigns", items.len() as i64),
+        ("advertisers", advertisers),
+        ("counters_read", counters.values.len() as i64),
+        ("counters_unreadable", counters.unreadable),
+        (
+            "db_spent",
+            items.iter().filter_map(|i| i.db_spent).sum::<i64>(),
+        ),
+        (
+            "redis_spent",
+            items.iter().filter_map(|i| i.redis_spent).sum::<i64>(),
+        ),
+    ];
+    counts.extend(by_class.iter().map(|(name, n)| (*name, *n)));
+    let details = json!({
+        "report": format!("s3://{}/{report_key}", deps.report_bucket),
+        "unknown_campaigns": items.iter().filter(|i| i.advertiser_id.is_none()).map(|i| i.campaign_id).take(50).collect::<Vec<_>>(),
+    });
+    run.report(&deps.reporter, &counts, details).await
+}
+
+/// The day's counters, by campaign.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub values: HashMap<i64, i64>,
+    /// Keys whose value is not an integer (logged and left out).
+    pub unreadable: i64,
+}
+
+/// Reads every counter of the day. Any Redis failure fails the job before it writes anything.
+#[instrument(skip(redis))]
+pub async fn read_counters(
+    redis: &mut ConnectionManager,
+    day: NaiveDate,
+) -> Result<Counters, WorkerError> {
+    let unreachable =
+        |err| WorkerError::retryable(anyhow::Error::new(err).context("read the Redis counters"));
+    let keys = adapters::redis::scan_match(redis, &counter_pattern(day))
+        .await
+        .map_err(unreachable)?;
+    let values = adapters::redis::get_pipelined(redis, &keys)
+        .await
+        .map_err(unreachable)?;
+    let mut counters = Counters::default();
+    for (key, value) in keys.iter().zip(values) {
+        let Some((campaign, _)) = parse_counter_key(key) else {
+            continue;
+        };
+        match value.as_deref().map(str::parse::<i64>) {
+            Some(Ok(spent)) => {
+                counters.values.insert(campaign, spent);
+            }
+            // Gone between SCAN and GET (expired): no counter.
+            None => {}
+            Some(Err(err)) => {
+                warn!(key, %err, "budget counter is not an integer; left out of the settlement");
+                counters.unreadable += 1;
+            }
+        }
+    }
+    Ok(counters)
+}
+
+/// Classifies every campaign with a counter or deductions, and replaces the day's items and
+/// advertiser rows in one transaction. Returns the items ordered by advertiser and campaign.
+#[instrument(skip(db, counters), fields(counters = counters.len()))]
+pub async fn settle(
+    db: &PgPool,
+    day: NaiveDate,
+    counters: &HashMap<i64, i64>,
+) -> Result<Vec<Item>, sqlx::Error> {
+    let deductions: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT campaign_id, max(advertiser_id), sum(cost_micros)::bigint
+         FROM ad_events
+         WHERE occurred_at >= $1 AND occurred_at < $2
+         GROUP BY campaign_id",
+    )
+    .bind(kst_day_start(day))
+    .bind(kst_day_start(add_days(day, 1)))
+    .fetch_all(db)
+    .await?;
+    let mut spent: HashMap<i64, (i64, i64)> = deductions
+        .into_iter()
+        .map(|(campaign, advertiser, micros)| (campaign, (advertiser, micros_to_won(micros))))
+        .collect();
+    // Campaigns with a counter but no events today: their advertiser from `campaigns`.
+    let counter_only: Vec<i64> = counters
+        .keys()
+        .filter(|c| !spent.contains_key(c))
+        .copied()
+        .collect();
+    let owners: HashMap<i64, i64> = sqlx::query_as(
+        "SELECT campaign_id, advertiser_id FROM campaigns WHERE campaign_id = ANY($1)",
+    )
+    .bind(&counter_only)
+    .fetch_all(db)
+    .await?
+    .into_iter()
+    .collect();
+
+    let mut items: Vec<Item> = counters
+        .iter()
+        .map(|(&campaign, &redis)| {
+            let db_side = spent.remove(&campaign);
+            Item {
+                campaign_id: campaign,
+                advertiser_id: db_side
+                    .map(|(a, _)| a)
+                    .or_else(|| owners.get(&campaign).copied()),
+                redis_spent: Some(redis),
+                db_spent: db_side.map(|(_, won)| won),
+                classification: classify(Some(redis), db_side.map(|(_, won)| won)),
+            }
+        })
+        .collect();
+    items.extend(spent.into_iter().map(|(campaign, (advertiser, won))| Item {
+        campaign_id: campaign,
+        advertiser_id: Some(advertiser),
+        redis_spent: None,
+        db_spent: Some(won),
+        classification: classify(None, Some(won)),
+    }));
+    items.sort_by_key(|i| (i.advertiser_id.is_none(), i.advertiser_id, i.campaign_id));
+
+    let mut tx = db.begin().await?;
+    sqlx::query("DELETE FROM budget_settlement_items WHERE settle_date = $1")
+        .bind(day)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO budget_settlement_items
+             (settle_date, campaign_id, advertiser_id, redis_spent, db_spent, difference, classification)
+         SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                  $6::bigint[], $7::text[])",
+    )
+    .bind(day)
+    .bind(items.iter().map(|i| i.campaign_id).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.advertiser_id).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.redis_spent).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.db_spent).collect::<Vec<_>>())
+    .bind(items.iter().map(Item::difference).collect::<Vec<_>>())
+    .bind(
+        items
+            .iter()
+            .map(|i| i.classification.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM budget_settlements WHERE settle_date = $1")
+        .bind(day)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO budget_settlements
+             (advertiser_id, settle_date, campaigns, db_spent, redis_spent, difference, matched,
+              redis_over, db_over, missing_in_redis, missing_in_db)
+         SELECT advertiser_id, settle_date, count(*), coalesce(sum(db_spent), 0),
+                coalesce(sum(redis_spent), 0), sum(difference),
+                count(*) FILTER (WHERE classification = 'match'),
+                count(*) FILTER (WHERE classification = 'redis_over'),
+                count(*) FILTER (WHERE classification = 'db_over'),
+                count(*) FILTER (WHERE classification = 'missing_in_redis'),
+                count(*) FILTER (WHERE classification = 'missing_in_db')
+         FROM budget_settlement_items
+         WHERE settle_date = $1 AND advertiser_id IS NOT NULL
+         GROUP BY advertiser_id, settle_date",
+    )
+    .bind(day)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(items)
+}
+
+/// `settlements/YYYY/MM/DD.csv`
+pub fn report_key(day: NaiveDate) -> String {
+    format!("settlements/{}.csv", day.format("%Y/%m/%d"))
+}
+
+/// One line per campaign, advertiser by advertiser; an empty field is a side with nothing.
+pub fn report_csv(day: NaiveDate, items: &[Item]) -> String {
+    fn field(value: Option<i64>) -> String {
+        value.map(|v| v.to_string()).unwrap_or_default()
+    }
+    let mut csv = String::from(
+        "settle_date,advertiser_id,campaign_id,redis_spent,db_spent,difference,classification\n",
+    );
+    for item in items {
+        csv.push_str(&format!(
+            "{day},{},{},{},{},{},{}\n",
+            field(item.advertiser_id),
+            item.campaign_id,
+            field(item.redis_spent),
+            field(item.db_spent),
+            item.difference(),
+            item.classification.as_str(),
+        ));
+    }
+    csv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_has_a_line_per_campaign_and_empty_missing_sides() {
+        let day: NaiveDate = "2026-11-20".parse().expect("date");
+        assert_eq!(report_key(day), "settlements/2026/11/20.csv");
+        let items = [
+            Item {
+                campaign_id: 1,
+                advertiser_id: Some(7),
+                redis_spent: Some(120),
+                db_spent: Some(100),
+                classification: Classification::RedisOver,
+            },
+            Item {
+                campaign_id: 2,
+                advertiser_id: None,
+                redis_spent: Some(5),
+                db_spent: None,
+                classification: Classification::MissingInDb,
+            },
+        ];
+        assert_eq!(
+            report_csv(day, &items),
+            "settle_date,advertiser_id,campaign_id,redis_spent,db_spent,difference,classification\n\
+             2026-11-20,7,1,120,100,20,redis_over\n\
+             2026-11-20,,2,5,,5,missing_in_db\n"
+        );
+    }
+}

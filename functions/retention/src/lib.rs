@@ -1,0 +1,275 @@
+//! retention (SPEC §3), 04:00 Asia/Seoul: deletes what is past its window and pseudonymises
+//! personal identifiers, as of the day after the target date (see `domain::retention`):
+//!
+//! - raw ad events: 90 days. A month partition wholly before the cut-off is dropped; the one
+//!   straddling it loses its rows before the cut-off (one day's worth on a daily run);
+//! - hourly aggregates (`performance_metrics`): 1 year; daily aggregates: 5 years;
+//! - personal identifiers of raw events older than 30 days: `device_id` becomes a SHA-256 of a
+//!   random per-run salt and the id, the salt never leaving the run's memory, and `ip` is cut
+//!   to its /24 (IPv4) or /48 (IPv6) network. Without the salt the hash cannot be reversed or
+//!   matched across runs; the network no longer names a host. Progress is kept, so each run
+//!   reads only the events that came of age since the last;
+//! - Redis day counters: 7 days (found with SCAN, removed with pipelined UNLINKs).
+//!
+//! `{"dry_run": true}` reports the same figures and changes nothing. Every step is idempotent,
+//! so a retry after a failure (Redis away, say) finishes the job without doing anything twice.
+
+use adapters::jobs::{JobRun, Reporter};
+use adapters::{aws, config, db};
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::WorkerError;
+use domain::budget::parse_counter_key;
+use domain::retention::{Cutoffs, PartitionFate, partition_fate, partition_month};
+use domain::schedule::{kst_date, kst_day_start, month_of};
+use redis::aio::ConnectionManager;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tracing::{info, instrument};
+
+pub const JOB: &str = "retention";
+const PSEUDONYMISED: &str = "ad_events.pseudonymised";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: config::DatabaseConfig,
+    pub redis: config::RedisConfig,
+    pub operator_alerts_topic_arn: String,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            database: config::DatabaseConfig::from_env()?,
+            redis: config::RedisConfig::from_env()?,
+            operator_alerts_topic_arn: config::required("OPERATOR_ALERTS_TOPIC_ARN")?,
+        })
+    }
+}
+
+pub struct Deps {
+    pub reporter: Reporter,
+    pub redis: ConnectionManager,
+}
+
+impl Deps {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let sdk = aws::sdk_config().await;
+        Ok(Self {
+            reporter: Reporter {
+                db: db::pool(&config.database, &sdk).await?,
+                sns: aws::sns(&sdk),
+                topic_arn: config.operator_alerts_topic_arn.clone(),
+            },
+            redis: adapters::redis::connect_lazy(&config.redis)?,
+        })
+    }
+}
+
+/// What a run removed (or, dry, would remove).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removed {
+    pub partitions_dropped: Vec<String>,
+    pub raw_events_deleted: i64,
+    pub pseudonymised: i64,
+    pub hourly_deleted: i64,
+    pub daily_deleted: i64,
+    pub counters_deleted: i64,
+}
+
+pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
+    let run = JobRun::start(JOB, payload)?;
+    let cutoffs = Cutoffs::for_target(run.target_date);
+    let mut removed = apply_to_db(&deps.reporter.db, &cutoffs, run.dry_run)
+        .await
+        .map_err(db::classify)?;
+    let mut redis = deps.redis.clone();
+    removed.counters_deleted = expire_counters(&mut redis, cutoffs.counters, run.dry_run)
+        .await
+        .map_err(|err| {
+            WorkerError::retryable(anyhow::Error::new(err).context("remove expired Redis counters"))
+        })?;
+    let counts = [
+        (
+            "partitions_dropped",
+            removed.partitions_dropped.len() as i64,
+        ),
+        ("raw_events_deleted", removed.raw_events_deleted),
+        ("pseudonymised", removed.pseudonymised),
+        ("hourly_deleted", removed.hourly_deleted),
+        ("daily_deleted", removed.daily_deleted),
+        ("counters_deleted", removed.counters_deleted),
+    ];
+    let details = json!({
+        "cutoffs": cutoffs,
+        "partitions_dropped": removed.partitions_dropped,
+    });
+    run.report(&deps.reporter, &counts, details).await
+}
+
+/// Everything on the database side, step by step. Public for the benchmark.
+#[instrument(skip(db))]
+pub async fn apply_to_db(
+    db: &PgPool,
+    cutoffs: &Cutoffs,
+    dry_run: bool,
+) -> Result<Removed, sqlx::Error> {
+    let mut removed = Removed::default();
+    let partitions: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+         WHERE i.inhparent = 'ad_events'::regclass ORDER BY 1",
+    )
+    .fetch_all(db)
+    .await?;
+    for name in partitions {
+        let Some(month) = partition_month(&name) else {
+            continue;
+        };
+        if partition_fate(month, cutoffs.raw_events) == PartitionFate::Drop {
+            // The name comes from the catalogue and matched the partition pattern.
+            let rows: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {name}")))
+                    .fetch_one(db)
+                    .await?;
+            removed.raw_events_deleted += rows;
+            if !dry_run {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}")))
+                    .execute(db)
+                    .await?;
+            }
+            removed.partitions_dropped.push(name);
+        }
+    }
+    // What is left before the cut-off is in the partition straddling it, from its month's start.
+    let straddling = kst_day_start(month_of(kst_date(cutoffs.raw_events)));
+    removed.raw_events_deleted += count_or_delete(
+        db,
+        dry_run,
+        "ad_events WHERE occurred_at < $1 AND occurred_at >= $2",
+        &[
+            Bound::Instant(cutoffs.raw_events),
+            Bound::Instant(straddling),
+        ],
+    )
+    .await?;
+    removed.pseudonymised = pseudonymise(db, cutoffs.pseudonymise, dry_run).await?;
+    removed.hourly_deleted = count_or_delete(
+        db,
+        dry_run,
+        "performance_metrics WHERE window_date < $1",
+        &[Bound::Day(cutoffs.hourly)],
+    )
+    .await?;
+    removed.daily_deleted = count_or_delete(
+        db,
+        dry_run,
+        "campaign_daily_stats WHERE stat_date < $1",
+        &[Bound::Day(cutoffs.daily)],
+    )
+    .await?;
+    info!(?removed, dry_run, "database retention applied");
+    Ok(removed)
+}
+
+enum Bound {
+    Instant(DateTime<Utc>),
+    Day(NaiveDate),
+}
+
+/// `DELETE FROM <rows>`, or when dry, `SELECT count(*) FROM <rows>`, with `$1`, `$2`... bound.
+async fn count_or_delete(
+    db: &PgPool,
+    dry_run: bool,
+    rows: &'static str,
+    bounds: &[Bound],
+) -> Result<i64, sqlx::Error> {
+    let sql = if dry_run {
+        format!("SELECT count(*) FROM {rows}")
+    } else {
+        format!("WITH gone AS (DELETE FROM {rows} RETURNING 1) SELECT count(*) FROM gone")
+    };
+    let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
+    for bound in bounds {
+        query = match bound {
+            Bound::Instant(at) => query.bind(*at),
+            Bound::Day(day) => query.bind(*day),
+        };
+    }
+    query.fetch_one(db).await
+}
+
+/// Pseudonymises raw events from where the last run stopped up to the cut-off, and moves the
+/// mark, in one transaction.
+async fn pseudonymise(
+    db: &PgPool,
+    cutoff: DateTime<Utc>,
+    dry_run: bool,
+) -> Result<i64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let from: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT upto FROM retention_progress WHERE name = $1 FOR UPDATE")
+            .bind(PSEUDONYMISED)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let from = from.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    if from >= cutoff {
+        return Ok(0);
+    }
+    if dry_run {
+        return sqlx::query_scalar(
+            "SELECT count(*) FROM ad_events
+             WHERE occurred_at >= $1 AND occurred_at < $2 AND anonymised_at IS NULL",
+        )
+        .bind(from)
+        .bind(cutoff)
+        .fetch_one(&mut *tx)
+        .await;
+    }
+    let changed = sqlx::query(
+        "UPDATE ad_events SET
+             device_id = encode(sha256($3 || convert_to(device_id, 'UTF8')), 'hex'),
+             ip = network(set_masklen(ip, CASE family(ip) WHEN 4 THEN 24 ELSE 48 END))::inet,
+             anonymised_at = now()
+         WHERE occurred_at >= $1 AND occurred_at < $2 AND anonymised_at IS NULL",
+    )
+    .bind(from)
+    .bind(cutoff)
+    .bind(run_salt())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected() as i64;
+    sqlx::query(
+        "INSERT INTO retention_progress (name, upto) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET upto = EXCLUDED.upto",
+    )
+    .bind(PSEUDONYMISED)
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// Two v4 UUIDs' worth (244 random bits) for this run only: never stored, never logged.
+fn run_salt() -> Vec<u8> {
+    let mut salt = uuid::Uuid::new_v4().as_bytes().to_vec();
+    salt.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    salt
+}
+
+/// Removes the day counters of days before `cutoff`; returns how many (would) go.
+#[instrument(skip(redis))]
+pub async fn expire_counters(
+    redis: &mut ConnectionManager,
+    cutoff: NaiveDate,
+    dry_run: bool,
+) -> redis::RedisResult<i64> {
+    let expired: Vec<String> = adapters::redis::scan_match(redis, "budget:spent:*")
+        .await?
+        .into_iter()
+        .filter(|key| parse_counter_key(key).is_some_and(|(_, day)| day < cutoff))
+        .collect();
+    if dry_run {
+        return Ok(expired.len() as i64);
+    }
+    Ok(adapters::redis::unlink_pipelined(redis, &expired).await? as i64)
+}

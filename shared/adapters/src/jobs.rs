@@ -1,0 +1,151 @@
+//! What every scheduled job does around its own work: read the input, and when done, report the
+//! run: a `job_runs` row, EMF metrics and one summary message to the operators' SNS topic.
+
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::WorkerError;
+use domain::schedule::JobInput;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tracing::info;
+
+use crate::emf::{Metrics, Unit};
+
+/// One run of a job, from its input to its report.
+#[derive(Debug)]
+pub struct JobRun {
+    pub job: &'static str,
+    pub target_date: NaiveDate,
+    pub dry_run: bool,
+    started_at: DateTime<Utc>,
+    started: Instant,
+}
+
+impl JobRun {
+    /// Reads the invocation payload; bad input is a permanent error with its reason.
+    pub fn start(job: &'static str, payload: Value) -> Result<Self, WorkerError> {
+        let input = JobInput::parse(payload)?;
+        let started_at = Utc::now();
+        let run = Self {
+            job,
+            target_date: input.target_date(started_at),
+            dry_run: input.dry_run,
+            started_at,
+            started: Instant::now(),
+        };
+        info!(job, target_date = %run.target_date, dry_run = run.dry_run, scheduled_time = ?input.scheduled_time, "job started");
+        Ok(run)
+    }
+
+    /// Records the run, emits its metrics (counts, and the duration) and publishes its summary
+    /// to the operators. Returns the summary, which is also the invocation's result.
+    pub async fn report(
+        self,
+        reporter: &Reporter,
+        counts: &[(&str, i64)],
+        details: Value,
+    ) -> Result<Value, WorkerError> {
+        let duration_ms = self.started.elapsed().as_millis();
+        let mut summary = json!({
+            "type": "job_summary",
+            "job": self.job,
+            "target_date": self.target_date,
+            "dry_run": self.dry_run,
+            "duration_ms": duration_ms,
+        });
+        for (name, value) in counts {
+            summary[*name] = json!(value);
+        }
+        summary["details"] = details;
+
+        sqlx::query(
+            "INSERT INTO job_runs (job, target_date, dry_run, started_at, summary)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(self.job)
+        .bind(self.target_date)
+        .bind(self.dry_run)
+        .bind(self.started_at)
+        .bind(&summary)
+        .execute(&reporter.db)
+        .await
+        .map_err(crate::db::classify)?;
+
+        let mut metrics =
+            Metrics::for_function(crate::telemetry::function_name()).dimension("Job", self.job);
+        metrics.put("DurationMs", duration_ms as f64, Unit::Milliseconds);
+        for (name, value) in counts {
+            metrics.put(metric_name(name), *value as f64, Unit::Count);
+        }
+        metrics.emit();
+
+        let subject = format!(
+            "{}{} for {}",
+            self.job,
+            if self.dry_run { " (dry run)" } else { "" },
+            self.target_date
+        );
+        reporter
+            .sns
+            .publish()
+            .topic_arn(&reporter.topic_arn)
+            .subject(subject)
+            .message(summary.to_string())
+            .send()
+            .await
+            .map_err(|err| {
+                WorkerError::retryable(
+                    anyhow::Error::new(err).context("publish the job summary to operators"),
+                )
+            })?;
+        info!(job = self.job, target_date = %self.target_date, duration_ms, summary = %summary, "job finished");
+        Ok(summary)
+    }
+}
+
+/// Where runs are recorded and announced; built once per cold start.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    pub db: PgPool,
+    pub sns: aws_sdk_sns::Client,
+    pub topic_arn: String,
+}
+
+/// `rows_rolled_up` → `RowsRolledUp`, the CloudWatch metric naming convention.
+fn metric_name(snake: &str) -> String {
+    snake
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_become_pascal_case_metric_names() {
+        assert_eq!(metric_name("rows_rolled_up"), "RowsRolledUp");
+        assert_eq!(metric_name("reviews"), "Reviews");
+    }
+
+    #[test]
+    fn bad_input_is_refused_before_anything_runs() {
+        let err = JobRun::start("daily-rollup", json!({"date": "yesterday"})).expect_err("bad");
+        assert!(!err.is_retryable());
+        let run = JobRun::start(
+            "daily-rollup",
+            json!({"date": "2026-11-20", "dry_run": true}),
+        )
+        .expect("good");
+        assert_eq!(run.target_date.to_string(), "2026-11-20");
+        assert!(run.dry_run);
+    }
+}

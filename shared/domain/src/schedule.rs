@@ -1,0 +1,160 @@
+//! Scheduled jobs (SPEC §3): what a job's input means, and the Asia/Seoul calendar they work on.
+//!
+//! EventBridge Scheduler passes `{"scheduled_time": "<aws.scheduler.scheduled-time>"}`; an
+//! operator re-running a day passes `{"date": "2026-11-20"}`. The target date is the given date,
+//! or the day before the scheduled time's day in Asia/Seoul (the job at 02:00 KST on the 21st
+//! works on the 20th). The scheduled time, not the clock, decides it: a retry hours later, or
+//! after midnight, still works on the same day.
+
+use chrono::{DateTime, Datelike as _, Days, Months, NaiveDate, Utc};
+use serde::Deserialize;
+
+use crate::WorkerError;
+use crate::metrics::KST;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobInput {
+    /// The day to work on, as an operator gives it.
+    #[serde(default)]
+    pub date: Option<NaiveDate>,
+    /// When the schedule fired (EventBridge Scheduler's context attribute).
+    #[serde(default)]
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// Report what would be done without doing it (retention only).
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl JobInput {
+    /// Parses the invocation payload. `null` or `{}` (a console test event) means "yesterday".
+    /// An unknown field is refused: a mistyped `"data"` must not silently run yesterday.
+    pub fn parse(payload: serde_json::Value) -> Result<Self, WorkerError> {
+        if payload.is_null() {
+            return Ok(Self::default());
+        }
+        serde_json::from_value(payload).map_err(|err| {
+            WorkerError::permanent(format_args!(
+                "job input: {err} (expected {{\"date\": \"YYYY-MM-DD\"}}, {{\"scheduled_time\": \"RFC 3339\"}} and/or {{\"dry_run\": true}})"
+            ))
+        })
+    }
+
+    /// The day the job works on; `now` is used only when neither a date nor a scheduled time
+    /// was given.
+    pub fn target_date(&self, now: DateTime<Utc>) -> NaiveDate {
+        self.date.unwrap_or_else(|| {
+            let fired = self.scheduled_time.unwrap_or(now);
+            kst_date(fired).pred_opt().unwrap_or(NaiveDate::MIN)
+        })
+    }
+}
+
+/// The Asia/Seoul calendar day of an instant.
+pub fn kst_date(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&KST).date_naive()
+}
+
+/// The instant an Asia/Seoul day starts.
+pub fn kst_day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0)
+        .unwrap_or_default()
+        .and_utc()
+        .checked_sub_signed(chrono::TimeDelta::hours(9))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The first day of the month a day is in.
+pub fn month_of(day: NaiveDate) -> NaiveDate {
+    day.with_day(1).unwrap_or(day)
+}
+
+/// `day` plus `n` days, saturating at the calendar's ends.
+pub fn add_days(day: NaiveDate, n: u64) -> NaiveDate {
+    day.checked_add_days(Days::new(n)).unwrap_or(NaiveDate::MAX)
+}
+
+/// `day` minus `n` days, saturating at the calendar's ends.
+pub fn sub_days(day: NaiveDate, n: u64) -> NaiveDate {
+    day.checked_sub_days(Days::new(n)).unwrap_or(NaiveDate::MIN)
+}
+
+/// `day` minus `n` months (the 31st becomes the month's last day).
+pub fn sub_months(day: NaiveDate, n: u32) -> NaiveDate {
+    day.checked_sub_months(Months::new(n))
+        .unwrap_or(NaiveDate::MIN)
+}
+
+/// `day` plus `n` months (the 31st becomes the month's last day).
+pub fn add_months(day: NaiveDate, n: u32) -> NaiveDate {
+    day.checked_add_months(Months::new(n))
+        .unwrap_or(NaiveDate::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().expect("test date")
+    }
+
+    #[test]
+    fn the_scheduled_run_works_on_yesterday_in_seoul() {
+        // 02:00 KST on the 21st is 17:00 UTC on the 20th.
+        let input = JobInput::parse(json!({"scheduled_time": "2026-11-20T17:00:00Z"}))
+            .expect("valid input");
+        let now = "2026-11-23T00:00:00Z".parse().expect("instant");
+        assert_eq!(input.target_date(now), day("2026-11-20"));
+        // 14:59 UTC is still the 20th in Seoul... and 15:00 is the 21st.
+        let late = JobInput::parse(json!({"scheduled_time": "2026-11-20T14:59:59Z"}))
+            .expect("valid input");
+        assert_eq!(late.target_date(now), day("2026-11-19"));
+        let midnight = JobInput::parse(json!({"scheduled_time": "2026-11-20T15:00:00Z"}))
+            .expect("valid input");
+        assert_eq!(midnight.target_date(now), day("2026-11-20"));
+    }
+
+    #[test]
+    fn an_explicit_date_wins_and_empty_input_means_yesterday() {
+        let input = JobInput::parse(
+            json!({"date": "2026-01-31", "scheduled_time": "2026-11-20T17:00:00Z"}),
+        )
+        .expect("valid input");
+        assert_eq!(input.target_date(Utc::now()), day("2026-01-31"));
+        let now = "2026-03-01T00:30:00+09:00"
+            .parse::<DateTime<Utc>>()
+            .expect("instant");
+        for empty in [json!(null), json!({})] {
+            let input = JobInput::parse(empty).expect("valid input");
+            assert_eq!(input.target_date(now), day("2026-02-28"));
+            assert!(!input.dry_run);
+        }
+    }
+
+    #[test]
+    fn mistyped_or_malformed_input_is_refused_with_its_reason() {
+        let err = JobInput::parse(json!({"data": "2026-11-20"})).expect_err("unknown field");
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("unknown field `data`"), "{err}");
+        let err = JobInput::parse(json!({"date": "2026-13-01"})).expect_err("bad date");
+        assert!(err.to_string().contains("job input"), "{err}");
+        assert!(JobInput::parse(json!([1])).is_err());
+    }
+
+    #[test]
+    fn seoul_days_start_at_15_utc_the_day_before() {
+        assert_eq!(
+            kst_day_start(day("2026-11-21")),
+            "2026-11-20T15:00:00Z"
+                .parse::<DateTime<Utc>>()
+                .expect("instant")
+        );
+        assert_eq!(month_of(day("2026-11-21")), day("2026-11-01"));
+        assert_eq!(sub_months(day("2026-03-31"), 1), day("2026-02-28"));
+        assert_eq!(add_months(day("2026-12-15"), 1), day("2027-01-15"));
+        assert_eq!(sub_days(day("2026-03-01"), 1), day("2026-02-28"));
+        assert_eq!(add_days(day("2026-02-28"), 1), day("2026-03-01"));
+    }
+}
