@@ -151,7 +151,7 @@ pub async fn apply_to_db(
         ],
     )
     .await?;
-    removed.pseudonymised = pseudonymise(db, cutoffs.pseudonymise, dry_run).await?;
+    removed.pseudonymised = pseudonymise(db, cutoffs, dry_run).await?;
     removed.hourly_deleted = count_or_delete(
         db,
         dry_run,
@@ -197,20 +197,18 @@ async fn count_or_delete(
     query.fetch_one(db).await
 }
 
-/// Pseudonymises raw events from where the last run stopped up to the cut-off, and moves the
-/// mark, in one transaction.
-async fn pseudonymise(
-    db: &PgPool,
-    cutoff: DateTime<Utc>,
-    dry_run: bool,
-) -> Result<i64, sqlx::Error> {
+/// Pseudonymises raw events from where the last run stopped (at the earliest, the raw-event
+/// cut-off: older events are deleted) up to the cut-off, and moves the mark, in one
+/// transaction.
+async fn pseudonymise(db: &PgPool, cutoffs: &Cutoffs, dry_run: bool) -> Result<i64, sqlx::Error> {
+    let cutoff = cutoffs.pseudonymise;
     let mut tx = db.begin().await?;
     let from: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT upto FROM retention_progress WHERE name = $1 FOR UPDATE")
             .bind(PSEUDONYMISED)
             .fetch_optional(&mut *tx)
             .await?;
-    let from = from.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let from = from.map_or(cutoffs.raw_events, |mark| mark.max(cutoffs.raw_events));
     if from >= cutoff {
         return Ok(0);
     }

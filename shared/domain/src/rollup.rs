@@ -57,7 +57,8 @@ pub fn needs_review(rolled_up: &Totals, raw: &Totals) -> Option<Difference> {
             ratio: difference_ratio(rolled_up, raw),
         })
         .filter(|d| d.ratio >= REVIEW_THRESHOLD)
-        .max_by(|a, b| a.ratio.total_cmp(&b.ratio))
+        // On a tie the first metric in the list (impressions, clicks, ...) is the one named.
+        .reduce(|best, d| if d.ratio > best.ratio { d } else { best })
 }
 
 #[cfg(test)]
@@ -104,6 +105,6 @@ mod tests {
         let review = needs_review(&totals(10, 0, 0, 0), &nothing).expect("no raw events");
         assert_eq!(review.ratio, 1.0);
         let review = needs_review(&nothing, &totals(10, 1, 0, 5)).expect("no rollup");
-        assert_eq!(review.ratio, 1.0);
+        assert_eq!((review.metric, review.ratio), ("impressions", 1.0));
     }
 }
