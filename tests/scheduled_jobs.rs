@@ -401,6 +401,15 @@ async fn event_at(db: &PgPool, at: DateTime<Utc>, device: &str) -> anyhow::Resul
     Ok(())
 }
 
+const RETENTION_COUNTS: [&str; 6] = [
+    "partitions_dropped",
+    "raw_events_deleted",
+    "pseudonymised",
+    "hourly_deleted",
+    "daily_deleted",
+    "counters_deleted",
+];
+
 const RETENTION_STATE: &str = "
     SELECT format('event %s %s %s', device_id, ip, anonymised_at IS NOT NULL) FROM ad_events
     UNION ALL
@@ -472,14 +481,7 @@ async fn retention_removes_only_what_is_past_each_window() -> anyhow::Result<()>
     assert_eq!(dry["dry_run"], true);
 
     let real = retention::handle(json!({"date": target}), &deps).await?;
-    for name in [
-        "partitions_dropped",
-        "raw_events_deleted",
-        "pseudonymised",
-        "hourly_deleted",
-        "daily_deleted",
-        "counters_deleted",
-    ] {
+    for name in RETENTION_COUNTS {
         assert_eq!(dry[name], real[name], "the dry run foretold {name}");
     }
     assert_eq!(real["raw_events_deleted"], 2);
@@ -529,14 +531,7 @@ async fn retention_removes_only_what_is_past_each_window() -> anyhow::Result<()>
 
     // Again: nothing left to do, nothing changes.
     let again = retention::handle(json!({"date": target}), &deps).await?;
-    for name in [
-        "partitions_dropped",
-        "raw_events_deleted",
-        "pseudonymised",
-        "hourly_deleted",
-        "daily_deleted",
-        "counters_deleted",
-    ] {
+    for name in RETENTION_COUNTS {
         assert_eq!(again[name], 0, "{name} on the second run");
     }
     assert_eq!(state(&db.pool, RETENTION_STATE).await?, after);

@@ -53,14 +53,36 @@ pids+=($!)
 for _ in $(seq 1 240); do listening "$WATCH_PORT" && listening "$IMAGE_PORT" && break; sleep 0.5; done
 listening "$WATCH_PORT" || fail "cargo lambda watch did not start"
 
-invoke() {
-  cargo lambda invoke webtoon-sync --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --data-file "events/$1" --output-format json \
-    2>>"$LOGS/invoke.log" || fail "invoke $1"
-}
+invoke() { job webtoon-sync "$1"; }
 devtools() { target/debug/devtools "$@"; }
 # Every Kafka function's event source, until the topics have been quiet for 4 s.
 kafka_sources() { LAMBDA_INVOKE_URL="http://127.0.0.1:$WATCH_PORT" devtools kafka-sources --idle 4 2>>"$LOGS/kafka-sources.log"; }
 counter_key() { echo "budget:spent:{$1}:$(TZ=Asia/Seoul date +%Y%m%d)"; }
+job() {
+  cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --data-file "events/$2" --output-format json \
+    2>>"$LOGS/invoke.log" || fail "invoke $1 with events/$2"
+}
+field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+# The day the scheduled jobs' sample events name (2026-11-20): hourly windows of campaigns
+# 12345 and 12346 (2,400 impressions each), raw events that match for 12345 and fall 20 % short
+# for 12346, and their Redis day counters (12345 matches the DB's deductions, 12346 is over).
+# Event ids are fixed, so seeding twice adds nothing.
+seed_sample_day() {
+  sql "SELECT ensure_ad_event_partitions('2026-11-01', '2026-11-01');
+       INSERT INTO performance_metrics (campaign_id, advertiser_id, window_size, window_start, window_date,
+                                        impressions, clicks, conversions, cost_micros)
+         SELECT c, 77, '1h', '2026-11-20 00:00+09'::timestamptz + h * INTERVAL '1 hour', '2026-11-20', 100, 10, 0, 1000000
+         FROM generate_series(0, 23) AS h, (VALUES (12345), (12346)) AS v(c)
+         ON CONFLICT DO NOTHING;
+       INSERT INTO ad_events (event_id, occurred_at, campaign_id, advertiser_id, event_type, cost_micros, device_id, ip)
+         SELECT md5(c || '-' || i)::uuid, '2026-11-20 00:00+09'::timestamptz + (i % 24) * INTERVAL '1 hour', c, 77,
+                CASE WHEN i <= 240 THEN 'click' ELSE 'impression' END,
+                CASE WHEN i <= 240 THEN 100000 ELSE 0 END, 'device-' || (i % 97), '198.51.100.' || (i % 200)
+         FROM (VALUES (12345, 2640), (12346, 2240)) AS v(c, n), generate_series(1, n) AS i
+         ON CONFLICT DO NOTHING" >/dev/null
+  redis-cli -u "$REDIS_URL" SET 'budget:spent:{12345}:20261120' 24 >/dev/null
+  redis-cli -u "$REDIS_URL" SET 'budget:spent:{12346}:20261120' 30 >/dev/null
+}
 # The sample campaigns budget-sync pauses or corrects: 12347 spent its whole daily budget.
 seed_campaigns() {
   sql "INSERT INTO campaigns (campaign_id, advertiser_id, daily_budget) VALUES
@@ -100,6 +122,19 @@ if [ "$MODE" = demo ]; then
   printf '== Redis\n'
   for c in 12346; do echo "  $(counter_key $c) = $(redis-cli -u "$REDIS_URL" GET "$(counter_key $c)")"; done
   echo "  budget:status:{12347} = $(redis-cli -u "$REDIS_URL" GET 'budget:status:{12347}')"
+  printf '\n== scheduled jobs for 2026-11-20 (what EventBridge Scheduler would run at 02:00, 03:00, 04:00 KST)\n'
+  seed_sample_day
+  for run in "daily-rollup daily-rollup.json" "budget-settlement budget-settlement-date.json" "retention retention-dry-run.json"; do
+    set -- $run
+    printf '\n$ cargo lambda invoke %s --data-file events/%s\n' "$1" "$2"
+    job "$1" "$2"; echo
+  done
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
+    -c "SELECT campaign_id, stat_date, impressions, clicks, cost_micros, hours FROM campaign_daily_stats WHERE stat_date = '2026-11-20' ORDER BY 1" \
+    -c "SELECT stat_date, campaign_id, metric, rolled_up, raw, round(difference_ratio::numeric, 3) AS difference, status FROM rollup_reviews ORDER BY 1, 2" \
+    -c "SELECT advertiser_id, settle_date, campaigns, db_spent, redis_spent, matched, redis_over FROM budget_settlements ORDER BY 2, 1"
+  printf '== S3 (bucket %s)\n' "$(python3 -c 'import json; print(json.load(open(".stack/resources.json"))["ReportBucket"])')"
+  peek objects ReportBucket
   printf '\n(running again is safe: a repeated request changes nothing and sends nothing)\n'
   exit 0
 fi
@@ -147,4 +182,29 @@ done
 # Committed: the groups have nothing left to read.
 again=$(kafka_sources)
 [ "$(tr -s ' ' <<<"$again" | grep -c " 0 records")" = 3 ] || fail "offsets not committed: $again"
-echo "e2e: 5 passed, 0 failed"
+
+# ---- scheduled jobs: the events/ files through cargo lambda invoke, as the scheduler would
+seed_sample_day
+out=$(job daily-rollup daily-rollup-date.json)
+[ "$(field daily_rows <<<"$out")" = 2 ] || fail "daily-rollup: $out"
+[ "$(sql "SELECT string_agg(campaign_id || ' ' || metric, ',') FROM rollup_reviews WHERE stat_date = '2026-11-20'")" = "12346 impressions" ] \
+  || fail "daily-rollup did not open the review of 12346"
+rolled=$(sql "SELECT md5(string_agg(t::text, '|' ORDER BY t.campaign_id)) FROM (SELECT campaign_id, impressions, clicks, hours FROM campaign_daily_stats) t")
+out=$(job daily-rollup daily-rollup.json)  # the scheduled form names the same day
+[ "$(field target_date <<<"$out") $(field new_reviews <<<"$out")" = "2026-11-20 0" ] || fail "scheduled daily-rollup: $out"
+[ "$(sql "SELECT md5(string_agg(t::text, '|' ORDER BY t.campaign_id)) FROM (SELECT campaign_id, impressions, clicks, hours FROM campaign_daily_stats) t")" = "$rolled" ] \
+  || fail "re-running daily-rollup changed its rows"
+
+out=$(job budget-settlement budget-settlement-date.json)
+[ "$(field match <<<"$out") $(field redis_over <<<"$out")" = "1 1" ] || fail "budget-settlement: $out"
+peek objects ReportBucket | grep -q "settlements/2026/11/20.csv" || fail "no settlement report in S3"
+job budget-settlement budget-settlement.json >/dev/null
+[ "$(sql "SELECT campaigns || ' ' || db_spent || ' ' || redis_spent FROM budget_settlements WHERE advertiser_id = 77")" = "2 48 54" ] \
+  || fail "settlement row of advertiser 77"
+
+before=$(sql "SELECT count(*) FROM ad_events")
+out=$(job retention retention-dry-run.json)
+[ "$(field dry_run <<<"$out")" = True ] || fail "retention dry run: $out"
+job retention retention.json >/dev/null
+[ "$(sql "SELECT count(*) FROM ad_events")" = "$before" ] || fail "retention touched events inside their window"
+echo "e2e: 8 passed, 0 failed"

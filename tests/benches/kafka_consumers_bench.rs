@@ -556,11 +556,7 @@ async fn settle(db: &TestDb) -> anyhow::Result<()> {
 /// contain one of the words given; no words run all.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let only: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with('-'))
-        .collect();
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|word| name.contains(word));
+    let wanted = integration_tests::bench_filter();
     let db = TestDb::new().await?;
     let mut results = Vec::new();
     if wanted("performance-metrics") {

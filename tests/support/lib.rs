@@ -504,6 +504,16 @@ pub struct BenchResult {
     pub baselines: std::collections::BTreeMap<String, f64>,
 }
 
+/// Which benchmarks to run: those whose name contains a word given on the command line
+/// (`cargo bench ... -- budget`), or all of them.
+pub fn bench_filter() -> impl Fn(&str) -> bool {
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    move |name| only.is_empty() || only.iter().any(|word| name.contains(word))
+}
+
 /// Merges results into `target/bench/results.json`, replacing entries of the same name, so
 /// every benchmark of the project adds to one file that can be tracked from run to run.
 pub fn record_bench(results: &[BenchResult]) -> anyhow::Result<PathBuf> {

@@ -56,11 +56,8 @@ impl Deps {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sdk = aws::sdk_config().await;
         Ok(Self {
-            reporter: Reporter {
-                db: db::pool(&config.database, &sdk).await?,
-                sns: aws::sns(&sdk),
-                topic_arn: config.operator_alerts_topic_arn.clone(),
-            },
+            reporter: Reporter::build(&config.database, &config.operator_alerts_topic_arn, &sdk)
+                .await?,
             redis: adapters::redis::connect_lazy(&config.redis)?,
             s3: aws::s3(&sdk),
             report_bucket: config.report_bucket.clone(),

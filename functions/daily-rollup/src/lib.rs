@@ -47,11 +47,8 @@ impl Deps {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sdk = aws::sdk_config().await;
         Ok(Self {
-            reporter: Reporter {
-                db: db::pool(&config.database, &sdk).await?,
-                sns: aws::sns(&sdk),
-                topic_arn: config.operator_alerts_topic_arn.clone(),
-            },
+            reporter: Reporter::build(&config.database, &config.operator_alerts_topic_arn, &sdk)
+                .await?,
         })
     }
 }

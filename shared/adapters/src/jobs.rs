@@ -112,6 +112,21 @@ pub struct Reporter {
     pub topic_arn: String,
 }
 
+impl Reporter {
+    /// The job's database pool (lazily connected) and the operators' topic.
+    pub async fn build(
+        database: &crate::config::DatabaseConfig,
+        operator_alerts_topic_arn: &str,
+        sdk: &aws_config::SdkConfig,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            db: crate::db::pool(database, sdk).await?,
+            sns: crate::aws::sns(sdk),
+            topic_arn: operator_alerts_topic_arn.to_owned(),
+        })
+    }
+}
+
 /// `rows_rolled_up` → `RowsRolledUp`, the CloudWatch metric naming convention.
 fn metric_name(snake: &str) -> String {
     snake
