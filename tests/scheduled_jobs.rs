@@ -536,5 +536,30 @@ async fn retention_removes_only_what_is_past_each_window() -> anyhow::Result<()>
     }
     assert_eq!(state(&db.pool, RETENTION_STATE).await?, after);
     assert_eq!(aws.drain("operator-alerts").await?.len(), 3);
+
+    // A day later Redis is away: the run does the database work, then fails at the counters;
+    // its retry removes the counters and does nothing twice.
+    let next = cut.as_of;
+    let next_cut = Cutoffs::for_target(next);
+    let () = conn
+        .set(counter_key(2, sub_days(next_cut.counters, 1)), 5)
+        .await?;
+    let mut redis = redis;
+    redis.stop().await?;
+    let failed = retention::handle(json!({"date": next}), &deps)
+        .await
+        .expect_err("Redis is down");
+    assert!(failed.is_retryable(), "{failed}");
+    let done_before_the_failure = state(&db.pool, RETENTION_STATE).await?;
+    redis.start_again().await?;
+    let retried = retention::handle(json!({"date": next}), &deps).await?;
+    assert_eq!(retried["counters_deleted"], 2, "{retried}");
+    for name in &RETENTION_COUNTS[..5] {
+        assert_eq!(retried[*name], 0, "{name} was done before the failure");
+    }
+    assert_eq!(
+        state(&db.pool, RETENTION_STATE).await?,
+        done_before_the_failure
+    );
     Ok(())
 }
