@@ -149,7 +149,7 @@ async fn bench_retention(db: &PgPool) -> anyhow::Result<Vec<BenchResult>> {
         sqlx::query(
             "INSERT INTO ad_events (event_id, occurred_at, campaign_id, advertiser_id,
                                     event_type, cost_micros, device_id, ip)
-             SELECT gen_random_uuid(), $1 + i * ($2 - $1) / $3, i % 1000, i % 100,
+             SELECT gen_random_uuid(), $1 + ($2 - $1) / $3 * i, i % 1000, i % 100,
                     CASE WHEN i % 20 = 0 THEN 'click' ELSE 'impression' END,
                     CASE WHEN i % 20 = 0 THEN 150000 ELSE 0 END,
                     'device-' || (i % 500000), ('10.' || (i % 250) || '.' || (i % 199) || '.7')::inet

@@ -144,6 +144,25 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_events_name_the_20th_of_november() {
+        // The files `cargo lambda invoke`, `sam local invoke` and the e2e run send.
+        let samples = [
+            include_str!("../../../events/daily-rollup.json"),
+            include_str!("../../../events/daily-rollup-date.json"),
+            include_str!("../../../events/budget-settlement.json"),
+            include_str!("../../../events/budget-settlement-date.json"),
+            include_str!("../../../events/retention.json"),
+            include_str!("../../../events/retention-date.json"),
+            include_str!("../../../events/retention-dry-run.json"),
+        ];
+        for sample in samples {
+            let payload = serde_json::from_str(sample).expect("JSON");
+            let input = JobInput::parse(payload).expect("a valid job input");
+            assert_eq!(input.target_date(Utc::now()), day("2026-11-20"), "{sample}");
+        }
+    }
+
+    #[test]
     fn seoul_days_start_at_15_utc_the_day_before() {
         assert_eq!(
             kst_day_start(day("2026-11-21")),
