@@ -249,6 +249,18 @@ async fn daily_rollup_rolls_up_checks_against_raw_events_and_reruns_to_the_same_
             .await?;
     assert!(exists.is_some(), "partition of {ahead}");
 
+    // A day past raw-event retention is rolled up but not checked, and re-running it does
+    // not bring back the partition retention dropped.
+    let old = sub_days(kst_date(Utc::now()), 200);
+    let old_run = daily_rollup::handle(json!({"date": old}), &deps).await?;
+    assert_eq!(old_run["details"]["raw_checked"], false);
+    let recreated: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass(ad_events_partition_name($1))::text")
+            .bind(month_of(old))
+            .fetch_one(&db.pool)
+            .await?;
+    assert_eq!(recreated, None);
+
     // Bad input is refused with its reason, before anything runs.
     let refused = daily_rollup::handle(json!({"day": "yesterday"}), &deps)
         .await

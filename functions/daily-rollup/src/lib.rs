@@ -104,8 +104,10 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
 pub async fn roll_up(db: &PgPool, day: NaiveDate) -> Result<Rollup, sqlx::Error> {
     let month = month_of(day);
     let today = kst_date(Utc::now());
+    // From the current month on: re-running an old day must not recreate the partitions
+    // retention dropped.
     let partitions_created: i32 = sqlx::query_scalar("SELECT ensure_ad_event_partitions($1, $2)")
-        .bind(month)
+        .bind(month_of(today))
         .bind(add_months(month_of(today.max(day)), PARTITIONS_AHEAD))
         .fetch_one(db)
         .await?;
