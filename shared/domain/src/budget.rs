@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 use crate::WorkerError;
-use crate::metrics::KST;
+use crate::schedule::kst_date;
 
 /// A relative difference of at least this much is corrected.
 pub const CORRECTION_THRESHOLD: f64 = 0.05;
@@ -103,9 +103,7 @@ pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync
     }
     Ok(BudgetSync {
         campaign_id,
-        spend_date: wire
-            .spend_date
-            .unwrap_or_else(|| produced_at.with_timezone(&KST).date_naive()),
+        spend_date: wire.spend_date.unwrap_or_else(|| kst_date(produced_at)),
         redis_spent: wire.redis_spent,
         db_spent: wire.db_spent,
         reported_ratio: wire.accuracy_ratio,

@@ -6,6 +6,7 @@ use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::Deserialize;
 
 use crate::WorkerError;
+use crate::schedule::kst_date;
 
 /// Korea Standard Time has no daylight saving, so a fixed offset is exact. Checked at compile
 /// time.
@@ -118,7 +119,7 @@ pub fn parse_window(value: &[u8]) -> Result<MetricWindow, WorkerError> {
         advertiser_id: w.advertiser_id,
         window_size: w.window_size,
         window_start: w.window_start,
-        window_date: w.window_start.with_timezone(&KST).date_naive(),
+        window_date: kst_date(w.window_start),
         impressions: w.impressions,
         clicks: w.clicks,
         conversions: w.conversions,
