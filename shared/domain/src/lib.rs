@@ -2,6 +2,7 @@
 //! unit-tested without a running service.
 
 pub mod budget;
+pub mod coupon;
 pub mod error;
 pub mod metrics;
 pub mod quality;
