@@ -6,8 +6,14 @@
 //! partition, offset and the reason, and are recorded in `kafka_dead_letters` so a replayed
 //! batch does not dead-letter them twice. A transient failure (database or broker unreachable)
 //! fails the invocation: the event source retries the batch, and applying it again is a no-op.
+//!
+//! [`process_retrying`] is the variant for consumers that must not stall a partition: a
+//! transient failure is retried inside the invocation with the given backoff, as long as the
+//! invocation's remaining time allows, and then the batch's records go to the dead-letter topic
+//! with the number of attempts and the last error, to be replayed with `devtools redrive`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kafka::KafkaEvent;
@@ -177,24 +183,60 @@ impl DeadLetters {
             .iter()
             .filter(|(r, _)| !already.contains(&(r.topic.clone(), r.partition, r.offset)))
             .collect();
-        if fresh.is_empty() {
+        let fresh_len = fresh.len();
+        if fresh_len == 0 {
             return Ok(0);
         }
 
         try_join_all(
             fresh
                 .iter()
-                .map(|(record, reason)| self.produce(record, reason)),
+                .map(|(record, reason)| self.produce(record, reason, 1)),
         )
         .await?;
+        self.record(fresh.into_iter(), 1).await?;
+        Ok(fresh_len)
+    }
 
-        let topics: Vec<&str> = fresh.iter().map(|(r, _)| r.topic.as_str()).collect();
-        let partitions: Vec<i32> = fresh.iter().map(|(r, _)| r.partition).collect();
-        let offsets: Vec<i64> = fresh.iter().map(|(r, _)| r.offset).collect();
-        let reasons: Vec<&str> = fresh.iter().map(|(_, reason)| reason.as_str()).collect();
+    /// Sends records whose processing failed `attempts` times, without asking the ledger first:
+    /// the database may be what failed. A record sent twice this way carries the same headers,
+    /// and replaying it is harmless to an idempotent consumer. The ledger is written if it can
+    /// be; if not, a warning says so and the records are sent all the same.
+    pub async fn forward(
+        &self,
+        failed: &[(Record, String)],
+        attempts: u32,
+    ) -> Result<usize, WorkerError> {
+        try_join_all(
+            failed
+                .iter()
+                .map(|(record, reason)| self.produce(record, reason, attempts)),
+        )
+        .await?;
+        if let Err(err) = self.record(failed.iter(), attempts).await {
+            tracing::warn!(error = %err, records = failed.len(), "dead letters sent but not recorded");
+        }
+        Ok(failed.len())
+    }
+
+    async fn record(
+        &self,
+        sent: impl Iterator<Item = &(Record, String)>,
+        attempts: u32,
+    ) -> Result<(), WorkerError> {
+        let mut topics = Vec::new();
+        let mut partitions = Vec::new();
+        let mut offsets = Vec::new();
+        let mut reasons = Vec::new();
+        for (record, reason) in sent {
+            topics.push(record.topic.as_str());
+            partitions.push(record.partition);
+            offsets.push(record.offset);
+            reasons.push(reason.as_str());
+        }
         sqlx::query(
-            "INSERT INTO kafka_dead_letters (consumer, topic, partition, \"offset\", reason)
-             SELECT $1, * FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[])
+            "INSERT INTO kafka_dead_letters (consumer, topic, partition, \"offset\", reason, attempts)
+             SELECT $1, r.*, $6 FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS r
              ON CONFLICT DO NOTHING",
         )
         .bind(&self.consumer)
@@ -202,16 +244,23 @@ impl DeadLetters {
         .bind(&partitions)
         .bind(&offsets)
         .bind(&reasons)
+        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
         .execute(&self.db)
         .await
         .map_err(classify)?;
-        Ok(fresh.len())
+        Ok(())
     }
 
-    async fn produce(&self, record: &Record, reason: &str) -> Result<(), WorkerError> {
+    async fn produce(
+        &self,
+        record: &Record,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<(), WorkerError> {
         let dlq = format!("{}-dlq", record.topic);
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();
+        let attempts = attempts.to_string();
         let mut headers = OwnedHeaders::new();
         for (name, value) in &record.headers {
             headers = headers.insert(Header {
@@ -224,6 +273,7 @@ impl DeadLetters {
             ("dlq.original.partition", &partition),
             ("dlq.original.offset", &offset),
             ("dlq.consumer", &self.consumer),
+            ("dlq.attempts", &attempts),
             ("dlq.error", reason),
         ] {
             headers = headers.insert(Header {
@@ -264,6 +314,62 @@ pub struct KafkaBatchSummary {
     pub valid: usize,
     pub applied: usize,
     pub rejected: usize,
+    /// Valid records sent to the dead-letter topic once retries were exhausted.
+    pub exhausted: usize,
+}
+
+/// A batch split by validation: valid items beside their records, and the rejected records.
+struct Triage<T> {
+    records: usize,
+    valid: Vec<T>,
+    valid_records: Vec<Record>,
+    rejected: Vec<(Record, String)>,
+}
+
+impl<T> Triage<T> {
+    fn of<V>(event: &KafkaEvent, validate: V) -> Self
+    where
+        V: Fn(&Record) -> Result<T, WorkerError>,
+    {
+        let decoded = decode(event);
+        let mut triage = Self {
+            records: decoded.len(),
+            valid: Vec::with_capacity(decoded.len()),
+            valid_records: Vec::with_capacity(decoded.len()),
+            rejected: Vec::new(),
+        };
+        for result in decoded {
+            let (record, err) = match result {
+                Ok(record) => match validate(&record) {
+                    Ok(item) => {
+                        triage.valid.push(item);
+                        triage.valid_records.push(record);
+                        continue;
+                    }
+                    Err(err) => (record, err),
+                },
+                Err(rejected) => *rejected,
+            };
+            tracing::warn!(
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                reason = %err,
+                "record rejected"
+            );
+            triage.rejected.push((record, err.to_string()));
+        }
+        triage
+    }
+
+    fn summary(&self) -> KafkaBatchSummary {
+        KafkaBatchSummary {
+            records: self.records,
+            valid: self.valid.len(),
+            rejected: self.rejected.len(),
+            ..KafkaBatchSummary::default()
+        }
+    }
 }
 
 /// Validates every record, applies the valid ones in one call, dead-letters the rest.
@@ -279,46 +385,131 @@ where
     Fut: Future<Output = Result<usize, WorkerError>>,
 {
     let started = Instant::now();
-    let decoded = decode(event);
-    let mut summary = KafkaBatchSummary {
-        records: decoded.len(),
-        ..Default::default()
-    };
-    let mut valid = Vec::with_capacity(decoded.len());
-    let mut rejected = Vec::new();
-    for result in decoded {
-        let (record, err) = match result {
-            Ok(record) => match validate(&record) {
-                Ok(item) => {
-                    valid.push(item);
-                    continue;
-                }
-                Err(err) => (record, err),
-            },
-            Err(rejected) => *rejected,
-        };
-        tracing::warn!(
-            topic = %record.topic,
-            partition = record.partition,
-            offset = record.offset,
-            reason = %err,
-            "record rejected"
-        );
-        rejected.push((record, err.to_string()));
-    }
-    summary.valid = valid.len();
-    summary.rejected = rejected.len();
+    let triage = Triage::of(event, validate);
+    let mut summary = triage.summary();
     // Apply before dead-lettering: if applying fails the batch is retried anyway, and the
     // rejections are sent once, with the attempt that succeeds.
-    summary.applied = apply(valid).await?;
-    dead_letters.send(&rejected).await?;
+    summary.applied = apply(triage.valid).await?;
+    dead_letters.send(&triage.rejected).await?;
+    report(&summary, started);
+    Ok(summary)
+}
 
+/// How transient failures are retried inside one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// The wait before each retry; its length is the number of retries.
+    pub backoff: Vec<Duration>,
+    /// Time kept back from the invocation's deadline for dead-lettering: a retry whose wait
+    /// would eat into it is not made.
+    pub reserve: Duration,
+}
+
+impl Retry {
+    /// The seed's policy (SPEC §2): three retries, after 1 s, 2 s and 3 s.
+    pub fn seed() -> Self {
+        Self {
+            backoff: [1, 2, 3].map(Duration::from_secs).to_vec(),
+            reserve: Duration::from_secs(10),
+        }
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, runs out of retries or would run past
+    /// `deadline`; a failure comes back with the number of attempts made.
+    pub async fn run<R, F, Fut>(
+        &self,
+        deadline: Instant,
+        what: &str,
+        mut op: F,
+    ) -> Result<R, (WorkerError, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<R, WorkerError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let err = match op().await {
+                Ok(done) => return Ok(done),
+                Err(err) => err,
+            };
+            let wait = self.backoff.get(attempts as usize - 1).copied();
+            let fits = wait.is_some_and(|wait| Instant::now() + wait + self.reserve <= deadline);
+            match wait {
+                Some(wait) if err.is_retryable() && fits => {
+                    tracing::warn!(what, attempts, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                _ => return Err((err, attempts)),
+            }
+        }
+    }
+}
+
+/// Like [`process`], but a failure never fails the invocation while the dead-letter topic can
+/// be written: applying and dead-lettering are each retried under `retry`, and what still
+/// fails is sent to `<topic>-dlq` with the attempts and the error, so the partition moves on.
+/// `apply` must be idempotent: it may run again after a failure it did not see. It gets the
+/// valid items shared, so each attempt borrows nothing from the last.
+pub async fn process_retrying<T, V, A, Fut>(
+    event: &KafkaEvent,
+    validate: V,
+    apply: A,
+    dead_letters: &DeadLetters,
+    retry: &Retry,
+    deadline: Instant,
+) -> Result<KafkaBatchSummary, WorkerError>
+where
+    V: Fn(&Record) -> Result<T, WorkerError>,
+    A: Fn(Arc<[T]>) -> Fut,
+    Fut: Future<Output = Result<usize, WorkerError>>,
+{
+    let started = Instant::now();
+    let triage = Triage::of(event, validate);
+    let mut summary = triage.summary();
+    if !triage.valid.is_empty() {
+        let valid: Arc<[T]> = triage.valid.into();
+        match retry.run(deadline, "apply", || apply(valid.clone())).await {
+            Ok(applied) => summary.applied = applied,
+            Err((err, attempts)) => {
+                tracing::error!(
+                    records = valid.len(),
+                    attempts,
+                    error = %err,
+                    "batch not applied; its records go to the dead-letter topic"
+                );
+                let reason = err.to_string();
+                let failed: Vec<(Record, String)> = triage
+                    .valid_records
+                    .into_iter()
+                    .map(|record| (record, reason.clone()))
+                    .collect();
+                summary.exhausted = dead_letters.forward(&failed, attempts).await?;
+            }
+        }
+    }
+    let sent = retry
+        .run(deadline, "dead-letter", || {
+            dead_letters.send(&triage.rejected)
+        })
+        .await;
+    if let Err((err, _)) = sent {
+        tracing::warn!(error = %err, "dead-letter ledger unavailable; sending without it");
+        dead_letters.forward(&triage.rejected, 1).await?;
+    }
+    report(&summary, started);
+    Ok(summary)
+}
+
+/// Logs and emits the batch's figures.
+fn report(summary: &KafkaBatchSummary, started: Instant) {
     let elapsed = started.elapsed();
     let mut metrics = Metrics::for_function(crate::telemetry::function_name());
     metrics
         .put("Records", summary.records as f64, Unit::Count)
         .put("Applied", summary.applied as f64, Unit::Count)
         .put("Rejected", summary.rejected as f64, Unit::Count)
+        .put("Exhausted", summary.exhausted as f64, Unit::Count)
         .put(
             "BatchDuration",
             elapsed.as_secs_f64() * 1e3,
@@ -329,10 +520,10 @@ where
         records = summary.records,
         applied = summary.applied,
         rejected = summary.rejected,
+        exhausted = summary.exhausted,
         elapsed_ms = elapsed.as_millis() as u64,
         "Kafka batch processed"
     );
-    Ok(summary)
 }
 
 #[cfg(test)]
@@ -372,5 +563,55 @@ mod tests {
         let ok = decoded[2].as_ref().expect("valid record");
         assert_eq!(ok.value, br#"{"a":1}"#);
         assert_eq!(ok.headers, [("trace".to_owned(), b"hi".to_vec())]);
+    }
+
+    fn quick(retries: usize) -> Retry {
+        Retry {
+            backoff: vec![Duration::from_millis(5); retries],
+            reserve: Duration::from_millis(5),
+        }
+    }
+
+    async fn attempts_until(retry: &Retry, deadline: Instant, fail: &[bool]) -> (bool, u32) {
+        let calls = std::cell::Cell::new(0_usize);
+        let result = retry
+            .run(deadline, "test", || {
+                let n = calls.get();
+                calls.set(n + 1);
+                let transient = fail.get(n).copied();
+                async move {
+                    match transient {
+                        Some(true) => Err(WorkerError::retryable(anyhow::anyhow!("down"))),
+                        Some(false) => Err(WorkerError::permanent("bad")),
+                        None => Ok(()),
+                    }
+                }
+            })
+            .await;
+        match result {
+            Ok(()) => (true, u32::try_from(calls.get()).unwrap_or(u32::MAX)),
+            Err((_, attempts)) => (false, attempts),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_transient_failures_within_the_budget() {
+        let far = Instant::now() + Duration::from_secs(60);
+        // Two transient failures, then success: three attempts.
+        assert_eq!(
+            attempts_until(&quick(3), far, &[true, true]).await,
+            (true, 3)
+        );
+        // Four transient failures exhaust three retries after four attempts.
+        assert_eq!(
+            attempts_until(&quick(3), far, &[true, true, true, true]).await,
+            (false, 4)
+        );
+        // A permanent failure is not retried.
+        assert_eq!(attempts_until(&quick(3), far, &[false]).await, (false, 1));
+        // No time left for the wait: no retry.
+        let near = Instant::now() + Duration::from_millis(8);
+        assert_eq!(attempts_until(&quick(3), near, &[true]).await, (false, 1));
+        assert_eq!(Retry::seed().backoff.len(), 3);
     }
 }

@@ -57,11 +57,28 @@ where
     F: Fn(E) -> Fut,
     Fut: std::future::Future<Output = Result<R, Err>>,
 {
+    serve_until(|event, _deadline| handler(event)).await
+}
+
+/// [`serve`] for handlers that budget their time: each gets the invocation's deadline.
+pub async fn serve_until<E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    E: serde::de::DeserializeOwned + Send,
+    R: serde::Serialize,
+    Err: Into<lambda_runtime::Error>,
+    F: Fn(E, std::time::Instant) -> Fut,
+    Fut: std::future::Future<Output = Result<R, Err>>,
+{
     use tracing::Instrument as _;
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<E>| {
             let span = invocation_span(&event.context);
-            let invocation = handler(event.payload);
+            let left = event
+                .context
+                .deadline()
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            let invocation = handler(event.payload, std::time::Instant::now() + left);
             async move { invocation.await.map_err(Into::into) }.instrument(span)
         },
     ))

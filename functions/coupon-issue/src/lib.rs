@@ -1,0 +1,343 @@
+//! coupon-issue: coupon issue requests from `coupon-issue-requests` (consumer group
+//! `coupon-issue-group`, SPEC §2, seed 003). The rules are `domain::coupon`; this crate reads
+//! the state they need and writes what they decide, one transaction per batch:
+//!
+//! 1. lock the batch's coupons (`FOR NO KEY UPDATE`, in id order, so two instances whose
+//!    partitions carry the same coupon take turns and cannot deadlock);
+//! 2. read, after the lock, the outcomes already recorded for the batch's request ids and the
+//!    grants already held for its (coupon, user) pairs: whatever another instance committed
+//!    for these coupons is visible now;
+//! 3. decide in memory, then write in one statement: the new outcomes (`ON CONFLICT DO
+//!    NOTHING`), the grants of the outcomes actually recorded, and one conditional stock update
+//!    per coupon by the grants actually inserted.
+//!
+//! A replayed batch finds its request ids decided and writes nothing. A transient failure is
+//! retried 3 times (1 s, 2 s, 3 s) inside the invocation; after that the records go to
+//! `coupon-issue-dlq` with their attempts and error, and `devtools redrive` replays them.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use adapters::emf::{Metrics, Unit};
+use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, Record, Retry};
+use adapters::{aws, config, db};
+use anyhow::anyhow;
+use aws_lambda_events::event::kafka::KafkaEvent;
+use chrono::{DateTime, Utc};
+use domain::WorkerError;
+use domain::coupon::{Coupon, Outcome, Plan, Recorded, Submitted, decide, parse_request};
+use serde::Serialize;
+use sqlx::PgPool;
+
+pub const CONSUMER: &str = "coupon-issue-group";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database: config::DatabaseConfig,
+    pub kafka: config::KafkaConfig,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            database: config::DatabaseConfig::from_env()?,
+            kafka: config::KafkaConfig::from_env()?,
+        })
+    }
+}
+
+pub struct Deps {
+    pub db: PgPool,
+    pub dead_letters: DeadLetters,
+    pub retry: Retry,
+}
+
+impl Deps {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let sdk = aws::sdk_config().await;
+        let db = db::pool(&config.database, &sdk).await?;
+        let dead_letters = DeadLetters::connect(&config.kafka, &sdk, db.clone(), CONSUMER)?;
+        Ok(Self {
+            db,
+            dead_letters,
+            retry: Retry::seed(),
+        })
+    }
+}
+
+/// Handles one batch; `deadline` is the invocation's, which bounds the retries.
+pub async fn handle(
+    event: KafkaEvent,
+    deps: &Deps,
+    deadline: Instant,
+) -> Result<KafkaBatchSummary, WorkerError> {
+    kafka::process_retrying(
+        &event,
+        submitted,
+        |batch| async move { issue(&deps.db, &batch).await },
+        &deps.dead_letters,
+        &deps.retry,
+        deadline,
+    )
+    .await
+}
+
+/// A record as a request with its position, or why it is not one.
+pub fn submitted(record: &Record) -> Result<Submitted, WorkerError> {
+    Ok(Submitted {
+        request: parse_request(&record.value)?,
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        received_at: DateTime::from_timestamp_millis(record.timestamp_ms).unwrap_or_default(),
+    })
+}
+
+/// Decides and records a batch in one transaction; returns how many outcomes it recorded
+/// (zero for a batch seen before).
+pub async fn issue(db: &PgPool, batch: &[Submitted]) -> Result<usize, WorkerError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let mut coupon_ids: Vec<i64> = batch.iter().map(|s| s.request.coupon_id).collect();
+    coupon_ids.sort_unstable();
+    coupon_ids.dedup();
+    let request_ids: Vec<&str> = batch
+        .iter()
+        .map(|s| s.request.request_id.as_str())
+        .collect();
+    let pair_coupons: Vec<i64> = batch.iter().map(|s| s.request.coupon_id).collect();
+    let pair_users: Vec<i64> = batch.iter().map(|s| s.request.user_id).collect();
+
+    let mut tx = db.begin().await.map_err(db::classify)?;
+    let coupons: HashMap<i64, Coupon> =
+        sqlx::query_as::<_, (i64, bool, i64, DateTime<Utc>, DateTime<Utc>)>(
+            "SELECT id, status = 'active', remaining_stock, valid_from, valid_until
+               FROM coupons WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        )
+        .bind(&coupon_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db::classify)?
+        .into_iter()
+        .map(|(id, active, remaining, valid_from, valid_until)| {
+            let coupon = Coupon {
+                id,
+                active,
+                remaining,
+                valid_from,
+                valid_until,
+            };
+            (id, coupon)
+        })
+        .collect();
+    let outcomes = sqlx::query_as::<_, (String, String)>(
+        "SELECT request_id, outcome FROM coupon_issue_outcomes WHERE request_id = ANY($1)",
+    )
+    .bind(&request_ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db::classify)?
+    .into_iter()
+    .map(|(id, outcome)| match Outcome::parse(&outcome) {
+        Some(outcome) => Ok((id, outcome)),
+        None => Err(WorkerError::retryable(anyhow!(
+            "request {id} has an unknown outcome {outcome:?}"
+        ))),
+    })
+    .collect::<Result<HashMap<_, _>, _>>()?;
+    let grants: HashSet<(i64, i64)> = sqlx::query_as(
+        "SELECT u.coupon_id, u.user_id
+           FROM user_coupons u
+           JOIN unnest($1::bigint[], $2::bigint[]) AS p(coupon_id, user_id)
+             ON u.coupon_id = p.coupon_id AND u.user_id = p.user_id",
+    )
+    .bind(&pair_coupons)
+    .bind(&pair_users)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db::classify)?
+    .into_iter()
+    .collect();
+
+    let plan = decide(batch, &coupons, &Recorded { outcomes, grants });
+    let written = write(&mut tx, &plan).await?;
+    tx.commit().await.map_err(db::classify)?;
+    report(&plan, &written);
+    Ok(written.recorded)
+}
+
+/// What the write statement did.
+#[derive(Debug, Default)]
+struct Written {
+    recorded: usize,
+    issued: usize,
+    granted: usize,
+    taken: usize,
+}
+
+async fn write(tx: &mut sqlx::PgConnection, plan: &Plan<'_>) -> Result<Written, WorkerError> {
+    let fresh: Vec<_> = plan.fresh().collect();
+    if fresh.is_empty() {
+        return Ok(Written::default());
+    }
+    let mut columns = Columns::default();
+    for decision in fresh {
+        let s = decision.submitted;
+        columns.request_ids.push(s.request.request_id.as_str());
+        columns.coupons.push(s.request.coupon_id);
+        columns.users.push(s.request.user_id);
+        columns.requested.push(s.request.requested_at);
+        columns.outcomes.push(decision.outcome.as_str());
+        columns.reasons.push(decision.reason.as_deref());
+        columns.topics.push(s.topic.as_str());
+        columns.partitions.push(s.partition);
+        columns.offsets.push(s.offset);
+    }
+    // Only what was recorded is granted, and stock moves by what was granted: a request id
+    // recorded meanwhile by another writer takes nothing. The WHERE keeps stock from going
+    // below zero whatever happens; the counts are checked below.
+    let (recorded, issued, granted, taken): (i64, i64, i64, i64) = sqlx::query_as(
+        "WITH decided AS (
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[],
+                                  $5::text[], $6::text[], $7::text[], $8::int[], $9::bigint[])
+                 AS d(request_id, coupon_id, user_id, requested_at, outcome, reason,
+                      topic, partition, off)),
+         recorded AS (
+             INSERT INTO coupon_issue_outcomes (request_id, coupon_id, user_id, requested_at,
+                                                outcome, reason, topic, partition, \"offset\")
+             SELECT request_id, coupon_id, user_id, requested_at, outcome, reason,
+                    topic, partition, off
+               FROM decided ORDER BY request_id
+             ON CONFLICT (request_id) DO NOTHING
+             RETURNING request_id, coupon_id, user_id, outcome),
+         granted AS (
+             INSERT INTO user_coupons (coupon_id, user_id, request_id)
+             SELECT coupon_id, user_id, request_id FROM recorded WHERE outcome = 'issued'
+             ON CONFLICT DO NOTHING
+             RETURNING coupon_id),
+         per_coupon AS (
+             SELECT coupon_id, count(*) AS n FROM granted GROUP BY coupon_id),
+         taken AS (
+             UPDATE coupons c
+                SET remaining_stock = c.remaining_stock - p.n, updated_at = now()
+               FROM per_coupon p
+              WHERE c.id = p.coupon_id AND c.remaining_stock >= p.n
+             RETURNING p.n)
+         SELECT (SELECT count(*) FROM recorded),
+                (SELECT count(*) FROM recorded WHERE outcome = 'issued'),
+                (SELECT count(*) FROM granted),
+                (SELECT coalesce(sum(n), 0)::bigint FROM taken)",
+    )
+    .bind(&columns.request_ids)
+    .bind(&columns.coupons)
+    .bind(&columns.users)
+    .bind(&columns.requested)
+    .bind(&columns.outcomes)
+    .bind(&columns.reasons)
+    .bind(&columns.topics)
+    .bind(&columns.partitions)
+    .bind(&columns.offsets)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db::classify)?;
+    let written = Written {
+        recorded: usize::try_from(recorded).unwrap_or_default(),
+        issued: usize::try_from(issued).unwrap_or_default(),
+        granted: usize::try_from(granted).unwrap_or_default(),
+        taken: usize::try_from(taken).unwrap_or_default(),
+    };
+    // Under the coupon locks these always agree; if they do not, roll back and retry rather
+    // than record an issue without a grant or a grant without stock.
+    if written.issued != written.granted || written.granted != written.taken {
+        return Err(WorkerError::retryable(anyhow!(
+            "coupon state moved under the lock: {} issued, {} granted, {} taken",
+            written.issued,
+            written.granted,
+            written.taken
+        )));
+    }
+    Ok(written)
+}
+
+/// The write statement's arrays, one element per fresh decision.
+#[derive(Default)]
+struct Columns<'a> {
+    request_ids: Vec<&'a str>,
+    coupons: Vec<i64>,
+    users: Vec<i64>,
+    requested: Vec<DateTime<Utc>>,
+    outcomes: Vec<&'static str>,
+    reasons: Vec<Option<&'a str>>,
+    topics: Vec<&'a str>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+}
+
+fn report(plan: &Plan<'_>, written: &Written) {
+    let counts = plan.counts();
+    let count = |outcome| counts.get(&outcome).copied().unwrap_or_default();
+    let mut metrics = Metrics::for_function(adapters::telemetry::function_name());
+    for (name, outcome) in [
+        ("Issued", Outcome::Issued),
+        ("SoldOut", Outcome::SoldOut),
+        ("Duplicate", Outcome::Duplicate),
+        ("Invalid", Outcome::Invalid),
+        ("Expired", Outcome::Expired),
+    ] {
+        metrics.put(name, count(outcome) as f64, Unit::Count);
+    }
+    metrics.put(
+        "Replayed",
+        (plan.decisions.len() - written.recorded) as f64,
+        Unit::Count,
+    );
+    metrics.emit();
+    tracing::info!(
+        requests = plan.decisions.len(),
+        recorded = written.recorded,
+        issued = count(Outcome::Issued),
+        sold_out = count(Outcome::SoldOut),
+        duplicate = count(Outcome::Duplicate),
+        invalid = count(Outcome::Invalid),
+        expired = count(Outcome::Expired),
+        "coupon requests decided"
+    );
+}
+
+/// What a client reads back for a request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answer {
+    pub request_id: String,
+    pub coupon_id: i64,
+    pub user_id: i64,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// coupon, user, outcome, reason, decided_at.
+type AnswerRow = (i64, i64, String, Option<String>, DateTime<Utc>);
+
+/// The recorded outcome of a request, if it has been decided.
+pub async fn lookup(db: &PgPool, request_id: &str) -> anyhow::Result<Option<Answer>> {
+    let row: Option<AnswerRow> = sqlx::query_as(
+        "SELECT coupon_id, user_id, outcome, reason, decided_at
+           FROM coupon_issue_outcomes WHERE request_id = $1",
+    )
+    .bind(request_id)
+    .fetch_optional(db)
+    .await?;
+    row.map(|(coupon_id, user_id, outcome, reason, decided_at)| {
+        Ok(Answer {
+            request_id: request_id.to_owned(),
+            coupon_id,
+            user_id,
+            outcome: Outcome::parse(&outcome)
+                .ok_or_else(|| anyhow!("unknown outcome {outcome:?}"))?,
+            reason,
+            decided_at,
+        })
+    })
+    .transpose()
+}
