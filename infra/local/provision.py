@@ -240,9 +240,15 @@ def function_envs(template, ctx):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="verify, do not create")
+    parser.add_argument("--topics", action="store_true",
+                        help="print the Kafka topics the template declares: name partitions")
     args = parser.parse_args()
 
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=TemplateLoader)
+    if args.topics:
+        for topic in template["Metadata"]["KafkaTopics"]:
+            print(topic["Name"], topic["Partitions"])
+        return
     session = boto3.session.Session(region_name=REGION)
     aws = {name: session.client(name, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
            for name in ("sqs", "s3", "sns", "secretsmanager")}

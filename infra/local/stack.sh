@@ -93,12 +93,12 @@ tansu_up() {
   fi
   local existing
   existing=$("$tansu" topic list --broker "tcp://127.0.0.1:$KAFKA_PORT" 2>/dev/null || true)
-  grep -v '^\s*#' "$ROOT/infra/local/topics.txt" | while read -r topic partitions; do
+  "$VENV/bin/python" "$ROOT/infra/local/provision.py" --topics | while read -r topic partitions; do
     [ -n "$topic" ] || continue
     grep -qF -- "\"name\":\"$topic\"" <<<"$existing" || "$tansu" topic create "$topic" \
       --partitions "${partitions:-3}" --broker "tcp://127.0.0.1:$KAFKA_PORT" >/dev/null
   done
-  say "kafka      127.0.0.1:$KAFKA_PORT (Tansu, in memory), topics from infra/local/topics.txt"
+  say "kafka      127.0.0.1:$KAFKA_PORT (Tansu, in memory), topics from template.yaml"
 }
 
 venv_up() {

@@ -30,11 +30,14 @@ use serde::Serialize;
 use sqlx::PgPool;
 
 pub const CONSUMER: &str = "coupon-issue-group";
+/// Where records go that are not requests or that failed every retry (seed 003).
+pub const DEAD_LETTER_TOPIC: &str = "coupon-issue-dlq";
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: config::DatabaseConfig,
     pub kafka: config::KafkaConfig,
+    pub dead_letter_topic: String,
 }
 
 impl Config {
@@ -42,6 +45,8 @@ impl Config {
         Ok(Self {
             database: config::DatabaseConfig::from_env()?,
             kafka: config::KafkaConfig::from_env()?,
+            dead_letter_topic: config::optional("DEAD_LETTER_TOPIC")
+                .unwrap_or_else(|| DEAD_LETTER_TOPIC.to_owned()),
         })
     }
 }
@@ -56,7 +61,8 @@ impl Deps {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sdk = aws::sdk_config().await;
         let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::connect(&config.kafka, &sdk, db.clone(), CONSUMER)?;
+        let dead_letters = DeadLetters::connect(&config.kafka, &sdk, db.clone(), CONSUMER)?
+            .to_topic(&config.dead_letter_topic);
         Ok(Self {
             db,
             dead_letters,

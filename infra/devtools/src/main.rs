@@ -8,6 +8,10 @@
 //!   long; without, it runs until stopped.
 //! - `devtools produce-samples`: produces the records of the Kafka sample events in events/ to
 //!   their topics on $KAFKA_BROKERS, stamped now.
+//! - `devtools redrive DLQ [--group GROUP]`: replays a dead-letter topic's records to the
+//!   topic they came from (see `devtools::redrive`); the group defaults to `DLQ-redrive`.
+//! - `devtools coupon-outcome REQUEST_ID`: the recorded outcome of a coupon issue request in
+//!   $DATABASE_URL, as JSON (exit status 1 when the request has not been decided).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,13 +23,14 @@ use devtools::kafka_source::{self, Endpoints};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgPoolOptions;
 
-const USAGE: &str =
-    "usage: devtools migrate | kafka-sources [--idle SECS] [--only FUNCTION] | produce-samples";
+const USAGE: &str = "usage: devtools migrate | kafka-sources [--idle SECS] [--only FUNCTION] \
+                     | produce-samples | redrive DLQ [--group GROUP] | coupon-outcome REQUEST_ID";
 /// The Kafka sample events `produce-samples` sends.
-const KAFKA_SAMPLES: [&str; 3] = [
+const KAFKA_SAMPLES: [&str; 4] = [
     "performance-metrics.json",
     "quality-score.json",
     "budget-sync.json",
+    "coupon-issue.json",
 ];
 
 fn repo_root() -> PathBuf {
@@ -43,17 +48,23 @@ async fn main() -> anyhow::Result<()> {
         Some("migrate") => migrate().await,
         Some("kafka-sources") => kafka_sources(&args[1..]).await,
         Some("produce-samples") => produce_samples().await,
+        Some("redrive") => redrive(&args[1..]).await,
+        Some("coupon-outcome") => coupon_outcome(&args[1..]).await,
         _ => bail!(USAGE),
     }
 }
 
-async fn migrate() -> anyhow::Result<()> {
+async fn database() -> anyhow::Result<sqlx::PgPool> {
     let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
-    let pool = PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(1)
         .connect(&url)
         .await
-        .context("connect to DATABASE_URL")?;
+        .context("connect to DATABASE_URL")
+}
+
+async fn migrate() -> anyhow::Result<()> {
+    let pool = database().await?;
     let migrator = adapters::db::migrator(&repo_root().join("infra/migrations")).await?;
     migrator.run(&pool).await.context("apply migrations")?;
     println!("  migrations applied ({} known)", migrator.iter().count());
@@ -134,4 +145,38 @@ async fn produce_samples() -> anyhow::Result<()> {
         println!("  {file}: {} records produced", records.len());
     }
     Ok(())
+}
+
+async fn redrive(args: &[String]) -> anyhow::Result<()> {
+    let (dlq, group) = match args {
+        [dlq] => (dlq.clone(), format!("{dlq}-redrive")),
+        [dlq, flag, group] if flag == "--group" => (dlq.clone(), group.clone()),
+        _ => bail!(USAGE),
+    };
+    let redriven = devtools::redrive::redrive(&brokers(), &dlq, &group).await?;
+    if redriven.per_topic.is_empty() {
+        println!("  {dlq}: nothing to redrive");
+    }
+    for (topic, records) in &redriven.per_topic {
+        println!("  {dlq} -> {topic}: {records} records");
+    }
+    Ok(())
+}
+
+async fn coupon_outcome(args: &[String]) -> anyhow::Result<()> {
+    let [request_id] = args else {
+        bail!(USAGE);
+    };
+    match coupon_issue::lookup(&database().await?, request_id).await? {
+        Some(answer) => {
+            println!("{}", serde_json::to_string(&answer)?);
+            Ok(())
+        }
+        None => {
+            eprintln!(
+                "request {request_id:?} has no outcome (not yet processed, or dead-lettered)"
+            );
+            std::process::exit(1);
+        }
+    }
 }

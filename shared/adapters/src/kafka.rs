@@ -103,11 +103,13 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
     out
 }
 
-/// Produces rejected records to `<topic>-dlq`, at most once per record and consumer.
+/// Produces rejected records to `<topic>-dlq` (or the topic [`DeadLetters::to_topic`] names),
+/// at most once per record and consumer.
 pub struct DeadLetters {
     producer: FutureProducer<KafkaContext>,
     db: PgPool,
     consumer: String,
+    topic: Option<String>,
 }
 
 impl DeadLetters {
@@ -153,7 +155,14 @@ impl DeadLetters {
             producer: client.create_with_context(context)?,
             db,
             consumer: consumer.into(),
+            topic: None,
         })
+    }
+
+    /// Sends every dead letter to `topic` instead of `<topic>-dlq`.
+    pub fn to_topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
     }
 
     /// Sends every rejection not already sent. Produce first, record after: a crash in between
@@ -257,7 +266,10 @@ impl DeadLetters {
         reason: &str,
         attempts: u32,
     ) -> Result<(), WorkerError> {
-        let dlq = format!("{}-dlq", record.topic);
+        let dlq = match &self.topic {
+            Some(topic) => topic.clone(),
+            None => format!("{}-dlq", record.topic),
+        };
         let partition = record.partition.to_string();
         let offset = record.offset.to_string();
         let attempts = attempts.to_string();
