@@ -624,22 +624,99 @@ pub fn kafka_event(
     timestamp_ms: i64,
     values: &[String],
 ) -> anyhow::Result<aws_lambda_events::event::kafka::KafkaEvent> {
+    kafka_event_on(&[(topic, 0, first_offset, values)], timestamp_ms)
+}
+
+/// An MSK event carrying, for each (topic, partition, first offset, values), the values on that
+/// partition from the offset on, each stamped `timestamp_ms`.
+pub fn kafka_event_on(
+    partitions: &[(&str, i32, i64, &[String])],
+    timestamp_ms: i64,
+) -> anyhow::Result<aws_lambda_events::event::kafka::KafkaEvent> {
     use base64::Engine as _;
-    let records: Vec<_> = values
-        .iter()
-        .zip(first_offset..)
-        .map(|(value, offset)| {
-            serde_json::json!({
-                "topic": topic, "partition": 0, "offset": offset, "timestamp": timestamp_ms,
-                "timestampType": "CREATE_TIME", "headers": [],
-                "value": base64::engine::general_purpose::STANDARD.encode(value),
+    let mut records = serde_json::Map::new();
+    for (topic, partition, first_offset, values) in partitions {
+        let batch: Vec<_> = values
+            .iter()
+            .zip(*first_offset..)
+            .map(|(value, offset)| {
+                serde_json::json!({
+                    "topic": topic, "partition": partition, "offset": offset,
+                    "timestamp": timestamp_ms, "timestampType": "CREATE_TIME", "headers": [],
+                    "value": base64::engine::general_purpose::STANDARD.encode(value),
+                })
             })
-        })
-        .collect();
+            .collect();
+        records.insert(format!("{topic}-{partition}"), batch.into());
+    }
     Ok(serde_json::from_value(serde_json::json!({
         "eventSource": "aws:kafka",
-        "records": { format!("{topic}-0"): records },
+        "records": records,
     }))?)
+}
+
+/// A TCP proxy in front of a server (PostgreSQL, say) that a test can cut: cutting drops every
+/// open connection and refuses new ones until it is restored, as an outage would.
+pub struct TcpProxy {
+    pub port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    pipes: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> anyhow::Result<Self> {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let pipes: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (up, pipes) = (up.clone(), pipes.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the connection closed
+                    }
+                    let pipe = tokio::spawn(async move {
+                        if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
+                    if let Ok(mut pipes) = pipes.lock() {
+                        pipes.push(pipe.abort_handle());
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            port,
+            up,
+            pipes,
+            accept,
+        })
+    }
+
+    /// Drops every connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut pipes) = self.pipes.lock() {
+            for pipe in pipes.drain(..) {
+                pipe.abort();
+            }
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
 }
 
 /// A redis-server of one test's own, on a free port, that the test can stop and start again
