@@ -89,6 +89,13 @@ seed_campaigns() {
          (12345, 77, 500000), (12346, 77, 500000), (12347, 78, 100000) ON CONFLICT DO NOTHING" >/dev/null
   redis-cli -u "$REDIS_URL" SET "$(counter_key 12346)" 52000 >/dev/null
 }
+# The sample coupons (events/coupon-issue.json): 3001 has 2 units left, 3002 ended on 15 November.
+seed_coupons() {
+  sql "INSERT INTO coupons (id, name, total_stock, remaining_stock, valid_from, valid_until) VALUES
+         (3001, 'welcome', 2, 2, '2026-11-01 00:00+09', '2026-12-01 00:00+09'),
+         (3002, 'autumn', 10, 10, '2026-10-01 00:00+09', '2026-11-15 00:00+09') ON CONFLICT DO NOTHING" >/dev/null
+}
+coupon_outcomes() { sql "SELECT string_agg(outcome, ' ' ORDER BY request_id) FROM coupon_issue_outcomes"; }
 failures() { python3 -c 'import json,sys; print(" ".join(sorted(f["itemIdentifier"] for f in json.load(sys.stdin)["batchItemFailures"])))'; }
 outcomes() { python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["outcome"] for l in sys.stdin if l.strip())))'; }
 
@@ -111,6 +118,7 @@ if [ "$MODE" = demo ]; then
   printf '\n== webtoon-update-complete\n'; peek drain WebtoonUpdateCompleteQueue
   printf '\n$ devtools produce-samples   (the Kafka sample events'"'"' records, stamped now)\n'
   seed_campaigns
+  seed_coupons
   devtools produce-samples
   printf '\n$ devtools kafka-sources --idle 4   (consume, invoke through cargo lambda watch, commit)\n'
   kafka_sources
@@ -118,7 +126,11 @@ if [ "$MODE" = demo ]; then
     -c "SELECT campaign_id, window_size, window_start, impressions, clicks, conversions, cost_micros FROM performance_metrics ORDER BY 1, 2, 3" \
     -c "SELECT campaign_id, score, computed_at FROM quality_scores ORDER BY 1" \
     -c "SELECT campaign_id, spend_date, redis_spent, db_spent, round(accuracy::numeric, 3) AS accuracy, correction_delta, correction FROM budget_sync_accuracy ORDER BY id DESC LIMIT 3" \
-    -c "SELECT campaign_id, status, daily_budget FROM campaigns WHERE campaign_id IN (12345, 12346, 12347) ORDER BY 1"
+    -c "SELECT campaign_id, status, daily_budget FROM campaigns WHERE campaign_id IN (12345, 12346, 12347) ORDER BY 1" \
+    -c "SELECT request_id, coupon_id, user_id, outcome, reason FROM coupon_issue_outcomes ORDER BY request_id" \
+    -c "SELECT id, name, total_stock, remaining_stock FROM coupons WHERE id IN (3001, 3002) ORDER BY 1"
+  printf '$ devtools coupon-outcome 5f0c1c2e-0001-4a6b-9d1e-000000000003\n'
+  devtools coupon-outcome 5f0c1c2e-0001-4a6b-9d1e-000000000003
   printf '== Redis\n'
   for c in 12346; do echo "  $(counter_key $c) = $(redis-cli -u "$REDIS_URL" GET "$(counter_key $c)")"; done
   echo "  budget:status:{12347} = $(redis-cli -u "$REDIS_URL" GET 'budget:status:{12347}')"
@@ -164,11 +176,12 @@ grep -q "message rejected" "$LOGS/watch.log" || fail "poison messages were not l
 
 # ---- Kafka: produced -> consumed -> invoked -> committed, through the local event sources
 kafka_sources >/dev/null  # whatever earlier runs left on the topics
-sql "TRUNCATE performance_metrics, quality_scores, quality_score_history, budget_sync_accuracy, campaign_pauses, kafka_dead_letters" >/dev/null
+sql "TRUNCATE performance_metrics, quality_scores, quality_score_history, budget_sync_accuracy, campaign_pauses, kafka_dead_letters, coupon_issue_outcomes, user_coupons" >/dev/null
 seed_campaigns
+seed_coupons
 devtools produce-samples >/dev/null
 consumed=$(kafka_sources)
-for expected in "performance-metrics 6 records" "quality-score 6 records" "budget-sync 4 records"; do
+for expected in "performance-metrics 6 records" "quality-score 6 records" "budget-sync 4 records" "coupon-issue 8 records"; do
   tr -s ' ' <<<"$consumed" | grep -q "$expected" || fail "kafka sources: expected '$expected' in: $consumed"
 done
 [ "$(sql "SELECT count(*) FROM performance_metrics")" = 3 ] || fail "performance windows not stored"
@@ -178,10 +191,19 @@ done
 [ "$(sql "SELECT status FROM campaigns WHERE campaign_id = 12347")" = paused ] || fail "campaign 12347 not paused"
 [ "$(redis-cli -u "$REDIS_URL" GET "$(counter_key 12346)")" = 40000 ] || fail "Redis counter of 12346 not corrected"
 [ "$(redis-cli -u "$REDIS_URL" GET 'budget:status:{12347}')" = paused ] || fail "Redis status of 12347 not set"
-[ "$(sql "SELECT count(*) FROM kafka_dead_letters")" = 5 ] || fail "poison records not dead-lettered"
+[ "$(coupon_outcomes)" = "issued issued duplicate sold_out expired invalid" ] || fail "coupon outcomes: $(coupon_outcomes)"
+[ "$(sql "SELECT remaining_stock FROM coupons WHERE id = 3001")" = 0 ] || fail "coupon 3001 stock not taken"
+[ "$(sql "SELECT count(*) FROM kafka_dead_letters")" = 6 ] || fail "poison records not dead-lettered"
+[ "$(sql "SELECT count(*) FROM kafka_dead_letters WHERE consumer = 'coupon-issue-group'")" = 1 ] \
+  || fail "the malformed coupon request was not dead-lettered"
 # Committed: the groups have nothing left to read.
 again=$(kafka_sources)
-[ "$(tr -s ' ' <<<"$again" | grep -c " 0 records")" = 3 ] || fail "offsets not committed: $again"
+[ "$(tr -s ' ' <<<"$again" | grep -c " 0 records")" = 4 ] || fail "offsets not committed: $again"
+# The same requests again, from the file: every id is decided, nothing changes.
+out=$(job coupon-issue coupon-issue.json)
+[ "$(field applied <<<"$out") $(field rejected <<<"$out")" = "0 1" ] || fail "coupon-issue replay: $out"
+[ "$(coupon_outcomes)" = "issued issued duplicate sold_out expired invalid" ] || fail "coupon replay changed outcomes"
+[ "$(sql "SELECT count(*) FROM user_coupons")" = 2 ] || fail "coupon replay granted again"
 
 # ---- scheduled jobs: the events/ files through cargo lambda invoke, as the scheduler would
 # (without the Kafka samples' windows, which have no raw events behind them)
@@ -209,4 +231,4 @@ out=$(job retention retention-dry-run.json)
 [ "$(field dry_run <<<"$out")" = True ] || fail "retention dry run: $out"
 job retention retention.json >/dev/null
 [ "$(sql "SELECT count(*) FROM ad_events")" = "$before" ] || fail "retention touched events inside their window"
-echo "e2e: 8 passed, 0 failed"
+echo "e2e: 9 passed, 0 failed"
