@@ -334,7 +334,12 @@ mod tests {
         functions.sort_unstable();
         assert_eq!(
             functions,
-            ["budget-sync", "performance-metrics", "quality-score"]
+            [
+                "budget-sync",
+                "coupon-issue",
+                "performance-metrics",
+                "quality-score"
+            ]
         );
         Ok(())
     }
