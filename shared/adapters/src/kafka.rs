@@ -427,7 +427,9 @@ impl Retry {
     }
 
     /// Runs `op` until it succeeds, fails permanently, runs out of retries or would run past
-    /// `deadline`; a failure comes back with the number of attempts made.
+    /// `deadline`; a failure comes back with the number of attempts made. A retry is made only
+    /// if `reserve` is left after its wait, and must finish half the reserve before `deadline`
+    /// (a retry cut short counts as a transient failure), so the caller keeps time to act.
     pub async fn run<R, F, Fut>(
         &self,
         deadline: Instant,
@@ -441,7 +443,19 @@ impl Retry {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let err = match op().await {
+            let result = if attempts == 1 {
+                op().await
+            } else {
+                let cutoff = deadline.checked_sub(self.reserve / 2).unwrap_or(deadline);
+                tokio::time::timeout_at(cutoff.into(), op())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(WorkerError::retryable(anyhow::anyhow!(
+                            "{what}: attempt {attempts} cut short by the invocation's deadline"
+                        )))
+                    })
+            };
+            let err = match result {
                 Ok(done) => return Ok(done),
                 Err(err) => err,
             };
@@ -625,5 +639,32 @@ mod tests {
         let near = Instant::now() + Duration::from_millis(8);
         assert_eq!(attempts_until(&quick(3), near, &[true]).await, (false, 1));
         assert_eq!(Retry::seed().backoff.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_retry_is_cut_short_before_the_deadline() {
+        let retry = Retry {
+            backoff: vec![Duration::from_millis(1)],
+            reserve: Duration::from_millis(100),
+        };
+        let deadline = Instant::now() + Duration::from_millis(300);
+        let calls = std::cell::Cell::new(0);
+        let result: Result<(), _> = retry
+            .run(deadline, "test", || {
+                calls.set(calls.get() + 1);
+                let first = calls.get() == 1;
+                async move {
+                    if first {
+                        return Err(WorkerError::retryable(anyhow::anyhow!("down")));
+                    }
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    Ok(())
+                }
+            })
+            .await;
+        let (err, attempts) = result.expect_err("the retry cannot finish in time");
+        assert_eq!(attempts, 2);
+        assert!(err.to_string().contains("cut short"), "{err}");
+        assert!(Instant::now() < deadline);
     }
 }
