@@ -432,9 +432,15 @@ async fn retries_exhausted_go_to_the_dlq_and_redrive_issues_them() -> anyhow::Re
     // The fix: the database is back. Redrive the DLQ to the request topic and consume it.
     proxy.restore();
     let group = unique("redrive-");
-    let redriven = devtools::redrive::redrive(&kafka_brokers(), &w.dlq, &group).await?;
+    let kafka = adapters::config::KafkaConfig {
+        brokers: kafka_brokers(),
+        auth: adapters::config::KafkaAuth::Plaintext,
+    };
+    let sdk = aws_config::SdkConfig::builder().build();
+    let redrive = async || devtools::redrive::redrive(&kafka, &sdk, &w.dlq, &group).await;
+    let redriven = redrive().await?;
     assert_eq!(redriven.per_topic.get(&w.topic), Some(&4));
-    let nothing_new = devtools::redrive::redrive(&kafka_brokers(), &w.dlq, &group).await?;
+    let nothing_new = redrive().await?;
     assert_eq!(nothing_new.total(), 0, "offsets were committed");
 
     let replayed = read_topic(&w.topic, 4, Duration::from_secs(10)).await?;

@@ -10,6 +10,7 @@
 //!   their topics on $KAFKA_BROKERS, stamped now.
 //! - `devtools redrive DLQ [--group GROUP]`: replays a dead-letter topic's records to the
 //!   topic they came from (see `devtools::redrive`); the group defaults to `DLQ-redrive`.
+//!   `KAFKA_AUTH=iam` authenticates to MSK with the caller's AWS credentials.
 //! - `devtools coupon-outcome REQUEST_ID`: the recorded outcome of a coupon issue request in
 //!   $DATABASE_URL, as JSON (exit status 1 when the request has not been decided).
 
@@ -153,7 +154,16 @@ async fn redrive(args: &[String]) -> anyhow::Result<()> {
         [dlq, flag, group] if flag == "--group" => (dlq.clone(), group.clone()),
         _ => bail!(USAGE),
     };
-    let redriven = devtools::redrive::redrive(&brokers(), &dlq, &group).await?;
+    // KAFKA_AUTH=iam reaches MSK with the caller's AWS credentials; locally, plaintext.
+    let kafka = match std::env::var_os("KAFKA_BROKERS") {
+        Some(_) => adapters::config::KafkaConfig::from_env()?,
+        None => adapters::config::KafkaConfig {
+            brokers: brokers(),
+            auth: adapters::config::KafkaAuth::Plaintext,
+        },
+    };
+    let sdk = adapters::aws::sdk_config().await;
+    let redriven = devtools::redrive::redrive(&kafka, &sdk, &dlq, &group).await?;
     if redriven.per_topic.is_empty() {
         println!("  {dlq}: nothing to redrive");
     }

@@ -14,12 +14,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use adapters::config::KafkaConfig;
+use adapters::kafka::client_config;
+use adapters::msk_iam::KafkaContext;
 use anyhow::{Context as _, bail};
 use futures::future::try_join_all;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Records produced before their offsets are committed.
@@ -37,21 +40,28 @@ impl Redriven {
     }
 }
 
-/// Replays `dlq` on `brokers`, tracking progress in consumer group `group`.
-pub async fn redrive(brokers: &str, dlq: &str, group: &str) -> anyhow::Result<Redriven> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+/// Replays `dlq` on the brokers `kafka` names (with IAM authentication to MSK when it says
+/// so, from `sdk`'s credentials), tracking progress in consumer group `group`.
+pub async fn redrive(
+    kafka: &KafkaConfig,
+    sdk: &aws_config::SdkConfig,
+    dlq: &str,
+    group: &str,
+) -> anyhow::Result<Redriven> {
+    let (client, context) = client_config(kafka, sdk)?;
+    let consumer: StreamConsumer<KafkaContext> = client
+        .clone()
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        .create()
+        .create_with_context(context.clone())
         .context("create the DLQ consumer")?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let producer: FutureProducer<KafkaContext> = client
+        .clone()
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "10000")
-        .create()
+        .create_with_context(context)
         .context("create the producer")?;
 
     // Where each partition starts (the group's committed offset, else the earliest record) and
@@ -134,7 +144,7 @@ pub async fn redrive(brokers: &str, dlq: &str, group: &str) -> anyhow::Result<Re
 
 /// Produces one dead letter back to its topic; returns the topic.
 async fn replay(
-    producer: &FutureProducer,
+    producer: &FutureProducer<KafkaContext>,
     dlq: &str,
     message: &OwnedMessage,
 ) -> anyhow::Result<String> {

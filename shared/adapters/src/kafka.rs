@@ -116,12 +116,10 @@ impl DeadLetters {
     /// A plaintext producer, as the local broker takes. `consumer` names the consuming
     /// function (its consumer group), which owns its rejections.
     pub fn new(brokers: &str, db: PgPool, consumer: impl Into<String>) -> anyhow::Result<Self> {
-        Self::create(
-            producer_config(brokers),
-            KafkaContext::default(),
-            db,
-            consumer,
-        )
+        let mut client = ClientConfig::new();
+        client.set("bootstrap.servers", brokers);
+        producer_settings(&mut client);
+        Self::create(client, KafkaContext::default(), db, consumer)
     }
 
     /// The producer `config` asks for: plaintext, or IAM authentication to MSK with the
@@ -132,17 +130,9 @@ impl DeadLetters {
         db: PgPool,
         consumer: impl Into<String>,
     ) -> anyhow::Result<Self> {
-        match config.auth {
-            KafkaAuth::Plaintext => Self::new(&config.brokers, db, consumer),
-            KafkaAuth::MskIam => {
-                let mut client = producer_config(&config.brokers);
-                client
-                    .set("security.protocol", "SASL_SSL")
-                    .set("sasl.mechanism", "OAUTHBEARER")
-                    .set("ssl.ca.location", "probe");
-                Self::create(client, KafkaContext::msk_iam(sdk)?, db, consumer)
-            }
-        }
+        let (mut client, context) = client_config(config, sdk)?;
+        producer_settings(&mut client);
+        Self::create(client, context, db, consumer)
     }
 
     fn create(
@@ -309,14 +299,32 @@ impl DeadLetters {
     }
 }
 
-fn producer_config(brokers: &str) -> ClientConfig {
+/// The client settings and context `config` asks for: plaintext to the local broker, or
+/// SASL/OAUTHBEARER over TLS to MSK's IAM listener with tokens from `sdk`'s credentials. Call
+/// inside the Tokio runtime.
+pub fn client_config(
+    config: &KafkaConfig,
+    sdk: &aws_config::SdkConfig,
+) -> anyhow::Result<(ClientConfig, KafkaContext)> {
     let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.brokers);
+    match config.auth {
+        KafkaAuth::Plaintext => Ok((client, KafkaContext::default())),
+        KafkaAuth::MskIam => {
+            client
+                .set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanism", "OAUTHBEARER")
+                .set("ssl.ca.location", "probe");
+            Ok((client, KafkaContext::msk_iam(sdk)?))
+        }
+    }
+}
+
+fn producer_settings(client: &mut ClientConfig) {
     client
-        .set("bootstrap.servers", brokers)
         .set("acks", "all")
         .set("message.timeout.ms", "10000")
         .set("socket.timeout.ms", "5000");
-    client
 }
 
 /// What a batch came to; also the function's response.

@@ -23,6 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::producer::ProducerContext;
 
 /// How long a token is valid; the signed URL's `X-Amz-Expires`.
@@ -71,8 +72,8 @@ pub fn token(
     Ok((URL_SAFE_NO_PAD.encode(signed.as_str()), expires_ms))
 }
 
-/// The client context of a producer: with MSK IAM it supplies OAUTHBEARER tokens from the
-/// function's credentials; without, librdkafka never asks.
+/// The client context of a producer or consumer: with MSK IAM it supplies OAUTHBEARER tokens
+/// from the function's credentials; without, librdkafka never asks.
 #[derive(Clone, Default)]
 pub struct KafkaContext {
     iam: Option<Iam>,
@@ -130,6 +131,8 @@ impl ClientContext for KafkaContext {
         })
     }
 }
+
+impl ConsumerContext for KafkaContext {}
 
 impl ProducerContext for KafkaContext {
     type DeliveryOpaque = ();
