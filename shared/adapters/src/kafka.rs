@@ -206,6 +206,9 @@ impl DeadLetters {
         failed: &[(Record, String)],
         attempts: u32,
     ) -> Result<usize, WorkerError> {
+        if failed.is_empty() {
+            return Ok(0);
+        }
         try_join_all(
             failed
                 .iter()
@@ -501,6 +504,7 @@ where
     let started = Instant::now();
     let triage = Triage::of(event, validate);
     let mut summary = triage.summary();
+    let mut gave_up = false;
     if !triage.valid.is_empty() {
         let valid: Arc<[T]> = triage.valid.into();
         match retry.run(deadline, "apply", || apply(valid.clone())).await {
@@ -519,16 +523,24 @@ where
                     .map(|record| (record, reason.clone()))
                     .collect();
                 summary.exhausted = dead_letters.forward(&failed, attempts).await?;
+                gave_up = true;
             }
         }
     }
-    let sent = retry
-        .run(deadline, "dead-letter", || {
-            dead_letters.send(&triage.rejected)
-        })
-        .await;
-    if let Err((err, _)) = sent {
-        tracing::warn!(error = %err, "dead-letter ledger unavailable; sending without it");
+    // After giving up the rejections go straight out: the ledger shares the failed database,
+    // and there is no time left to retry it.
+    let sent =
+        if gave_up {
+            Err(())
+        } else {
+            retry
+            .run(deadline, "dead-letter", || dead_letters.send(&triage.rejected))
+            .await
+            .map_err(|(err, _)| {
+                tracing::warn!(error = %err, "dead-letter ledger unavailable; sending without it");
+            })
+        };
+    if sent.is_err() {
         dead_letters.forward(&triage.rejected, 1).await?;
     }
     report(&summary, started);
