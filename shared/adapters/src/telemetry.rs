@@ -57,10 +57,20 @@ where
     F: Fn(E) -> Fut,
     Fut: std::future::Future<Output = Result<R, Err>>,
 {
-    serve_until(|event, _deadline| handler(event)).await
+    use tracing::Instrument as _;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |event: lambda_runtime::LambdaEvent<E>| {
+            let span = invocation_span(&event.context);
+            let invocation = handler(event.payload);
+            async move { invocation.await.map_err(Into::into) }.instrument(span)
+        },
+    ))
+    .await
 }
 
-/// [`serve`] for handlers that budget their time: each gets the invocation's deadline.
+/// [`serve`] for handlers that budget their time: each also gets the invocation's deadline.
+/// (Not built on each other: one more closure layer around every function's future pushes
+/// the release build's layout computation past its default depth.)
 pub async fn serve_until<E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
 where
     E: serde::de::DeserializeOwned + Send,
@@ -73,14 +83,18 @@ where
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<E>| {
             let span = invocation_span(&event.context);
-            let left = event
-                .context
-                .deadline()
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            let invocation = handler(event.payload, std::time::Instant::now() + left);
+            let invocation = handler(event.payload, deadline(&event.context));
             async move { invocation.await.map_err(Into::into) }.instrument(span)
         },
     ))
     .await
+}
+
+/// The invocation's deadline as an `Instant` (now, if it has passed).
+pub fn deadline(ctx: &lambda_runtime::Context) -> std::time::Instant {
+    let left = ctx
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    std::time::Instant::now() + left
 }
