@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike as _, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::WorkerError;
@@ -59,6 +59,13 @@ pub fn parse_request(value: &[u8]) -> Result<IssueRequest, WorkerError> {
         return Err(WorkerError::permanent(
             "request_id contains control characters",
         ));
+    }
+    // Outside these years a timestamp is a producer's bug, and PostgreSQL could not store it.
+    if !(2000..=9999).contains(&request.requested_at.year()) {
+        return Err(WorkerError::permanent(format_args!(
+            "requested_at {} is not a plausible time",
+            request.requested_at.to_rfc3339()
+        )));
     }
     Ok(request)
 }
@@ -347,6 +354,10 @@ mod tests {
             (
                 br#"{"request_id":"a\u0000b","coupon_id":7,"user_id":9,"requested_at":"2026-11-20T10:00:00Z"}"#,
                 "control characters",
+            ),
+            (
+                br#"{"request_id":"r","coupon_id":7,"user_id":9,"requested_at":"+200000-01-01T00:00:00Z"}"#,
+                "not a plausible time",
             ),
         ] {
             let err = parse_request(raw).expect_err("not a request");
