@@ -187,12 +187,7 @@ impl DeadLetters {
             return Ok(0);
         }
 
-        try_join_all(
-            fresh
-                .iter()
-                .map(|(record, reason)| self.produce(record, reason, 1)),
-        )
-        .await?;
+        self.produce_all(fresh.iter().copied(), 1).await?;
         self.record(fresh.into_iter(), 1).await?;
         Ok(fresh_len)
     }
@@ -209,16 +204,22 @@ impl DeadLetters {
         if failed.is_empty() {
             return Ok(0);
         }
-        try_join_all(
-            failed
-                .iter()
-                .map(|(record, reason)| self.produce(record, reason, attempts)),
-        )
-        .await?;
+        self.produce_all(failed.iter(), attempts).await?;
         if let Err(err) = self.record(failed.iter(), attempts).await {
             tracing::warn!(error = %err, records = failed.len(), "dead letters sent but not recorded");
         }
         Ok(failed.len())
+    }
+
+    /// Produces every record at once; fails if any could not be delivered.
+    async fn produce_all(
+        &self,
+        records: impl Iterator<Item = &(Record, String)>,
+        attempts: u32,
+    ) -> Result<(), WorkerError> {
+        try_join_all(records.map(|(record, reason)| self.produce(record, reason, attempts)))
+            .await
+            .map(|_| ())
     }
 
     async fn record(
@@ -529,18 +530,17 @@ where
     }
     // After giving up the rejections go straight out: the ledger shares the failed database,
     // and there is no time left to retry it.
-    let sent =
-        if gave_up {
-            Err(())
-        } else {
-            retry
-            .run(deadline, "dead-letter", || dead_letters.send(&triage.rejected))
-            .await
-            .map_err(|(err, _)| {
-                tracing::warn!(error = %err, "dead-letter ledger unavailable; sending without it");
-            })
-        };
-    if sent.is_err() {
+    let mut ledger_down = gave_up;
+    if !gave_up {
+        let sent = retry.run(deadline, "dead-letter", || {
+            dead_letters.send(&triage.rejected)
+        });
+        if let Err((err, _)) = sent.await {
+            tracing::warn!(error = %err, "dead-letter ledger unavailable; sending without it");
+            ledger_down = true;
+        }
+    }
+    if ledger_down {
         dead_letters.forward(&triage.rejected, 1).await?;
     }
     report(&summary, started);
