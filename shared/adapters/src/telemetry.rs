@@ -49,41 +49,35 @@ pub fn function_name() -> String {
 
 /// Runs the Lambda loop: every invocation's payload goes to `handler` inside its own span.
 /// Each function's `main` builds its clients once and passes a closure borrowing them.
-pub async fn serve<E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+pub async fn serve<'a, E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
 where
     E: serde::de::DeserializeOwned + Send,
-    R: serde::Serialize,
-    Err: Into<lambda_runtime::Error>,
+    R: serde::Serialize + 'a,
+    Err: Into<lambda_runtime::Error> + 'a,
     F: Fn(E) -> Fut,
-    Fut: std::future::Future<Output = Result<R, Err>>,
+    Fut: std::future::Future<Output = Result<R, Err>> + 'a,
 {
-    use tracing::Instrument as _;
-    lambda_runtime::run(lambda_runtime::service_fn(
-        |event: lambda_runtime::LambdaEvent<E>| {
-            let span = invocation_span(&event.context);
-            let invocation = handler(event.payload);
-            async move { invocation.await.map_err(Into::into) }.instrument(span)
-        },
-    ))
-    .await
+    serve_until(|event, _deadline| handler(event)).await
 }
 
 /// [`serve`] for handlers that budget their time: each also gets the invocation's deadline.
-/// (Not built on each other: one more closure layer around every function's future pushes
-/// the release build's layout computation past its default depth.)
-pub async fn serve_until<E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+pub async fn serve_until<'a, E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
 where
     E: serde::de::DeserializeOwned + Send,
-    R: serde::Serialize,
-    Err: Into<lambda_runtime::Error>,
+    R: serde::Serialize + 'a,
+    Err: Into<lambda_runtime::Error> + 'a,
     F: Fn(E, std::time::Instant) -> Fut,
-    Fut: std::future::Future<Output = Result<R, Err>>,
+    Fut: std::future::Future<Output = Result<R, Err>> + 'a,
 {
     use tracing::Instrument as _;
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<E>| {
             let span = invocation_span(&event.context);
-            let invocation = handler(event.payload, deadline(&event.context));
+            // Boxed, so the handler's future type ends here: nested inside `main`'s future it
+            // would push the release build's layout computation past rustc's depth limit.
+            // One allocation per invocation.
+            let invocation: std::pin::Pin<Box<dyn std::future::Future<Output = _> + 'a>> =
+                Box::pin(handler(event.payload, deadline(&event.context)));
             async move { invocation.await.map_err(Into::into) }.instrument(span)
         },
     ))
