@@ -18,10 +18,14 @@ build: up ## release build of every function with cargo lambda; checks glibc <= 
 	@$(WITH_STACK) cargo lambda build --release $(addprefix -p ,$(FUNCTIONS))
 	@bash infra/local/check-glibc.sh $(addsuffix /bootstrap,$(addprefix target/lambda/,$(FUNCTIONS)))
 
-lint: up ## rustfmt, clippy (warnings are errors), sam validate --lint
+lint: up ## rustfmt, clippy (warnings are errors), cfn-lint, the template contract test, checkov
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	@$(WITH_STACK) sam validate --lint
+	@$(WITH_STACK) python3 infra/template/render.py
+	@$(WITH_STACK) python3 -m unittest infra/template/test_contract.py
+	@# checkov reads CloudFormation, not SAM Globals or Fn::ForEach: it scans the rendered template.
+	@$(WITH_STACK) checkov -f .stack/template.rendered.json --framework cloudformation --compact --quiet --skip-download
 
 unit: ## unit tests: no services needed
 	cargo test --workspace --exclude integration-tests --lib --bins --tests --locked

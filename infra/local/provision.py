@@ -14,7 +14,9 @@ import re
 import sys
 
 import boto3
-import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "template"))
+import render  # noqa: E402  (SAM CLI's AWS::LanguageExtensions, as CloudFormation applies it)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 STATE = ROOT / ".stack"
@@ -22,28 +24,6 @@ STACK = os.environ.get("STACK_NAME", "adworkers")
 ACCOUNT = "123456789012"  # moto's fixed account id
 REGION = os.environ.get("AWS_REGION", "ap-northeast-2")
 DB_SECRET_NAME = f"{STACK}/local/database"
-
-
-def _tagged(loader, suffix, node):
-    """CloudFormation short forms (!Ref, !GetAtt, !Sub, ...) as their long JSON forms."""
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-class TemplateLoader(yaml.SafeLoader):
-    pass
-
-
-TemplateLoader.add_multi_constructor("!", _tagged)
 
 
 class Unresolved(Exception):
@@ -120,16 +100,23 @@ def queue_attributes(ctx, props):
     return attrs
 
 
-def provision(template, aws, check):
-    problems = []
-    secret_arn = ensure_db_secret(aws["secretsmanager"], check, problems)
-    ctx = Context(template, {
+def local_parameters(secret_arn):
+    return {
         "DatabaseSecretArn": secret_arn,
         # The local broker stands in for MSK.
         "MskClusterArn": f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/local/00000000-0000-0000-0000-000000000000-1",
         "MskBootstrapBrokers": os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"),
         "RedisUrl": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
-    })
+    }
+
+
+def provision(raw, aws, check):
+    problems = []
+    secret_arn = ensure_db_secret(aws["secretsmanager"], check, problems)
+    parameters = local_parameters(secret_arn)
+    # The template with its Fn::ForEach patterns expanded, parameters resolved for this stack.
+    template = render.expand(raw, parameters, stack=STACK)
+    ctx = Context(template, parameters)
     sqs, s3, sns = aws["sqs"], aws["s3"], aws["sns"]
 
     # Queues in dependency order: a queue whose redrive target is not known yet waits a round.
@@ -171,7 +158,8 @@ def provision(template, aws, check):
 
     existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
     for logical, props in resources(template, "AWS::S3::Bucket"):
-        name = ctx.resolve(props.get("BucketName", logical.lower()))
+        # CloudFormation names a bucket without BucketName <stack>-<logical id>-<suffix>.
+        name = ctx.resolve(props.get("BucketName", f"{STACK}-{logical.lower()}"))
         if name not in existing:
             if check:
                 problems.append(f"bucket {name} is missing")
@@ -191,7 +179,7 @@ def provision(template, aws, check):
                 arn = sns.create_topic(Name=name)["TopicArn"]
         ctx.refs[logical] = arn
         ctx.atts[(logical, "TopicName")] = name
-    return ctx, problems
+    return template, ctx, problems
 
 
 def ensure_db_secret(client, check, problems):
@@ -244,15 +232,15 @@ def main():
                         help="print the Kafka topics the template declares: name partitions")
     args = parser.parse_args()
 
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=TemplateLoader)
+    raw = render.load(ROOT / "template.yaml")
     if args.topics:
-        for topic in template["Metadata"]["KafkaTopics"]:
+        for topic in raw["Metadata"]["KafkaTopics"]:
             print(topic["Name"], topic["Partitions"])
         return
     session = boto3.session.Session(region_name=REGION)
     aws = {name: session.client(name, endpoint_url=os.environ["AWS_ENDPOINT_URL"])
            for name in ("sqs", "s3", "sns", "secretsmanager")}
-    ctx, problems = provision(template, aws, args.check)
+    template, ctx, problems = provision(raw, aws, args.check)
     if args.check:
         for problem in problems:
             print(f"local stack differs from template.yaml: {problem}", file=sys.stderr)

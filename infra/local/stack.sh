@@ -15,6 +15,7 @@ RUN="$STATE/run"
 LOGS="$STATE/log"
 CACHE="${ADWORKERS_CACHE:-$HOME/.cache/adworkers}"
 VENV="$CACHE/venv"
+LINT_VENV="$CACHE/lint"
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 
 DB_NAME="${DB_NAME:-adworkers}"
@@ -112,6 +113,17 @@ venv_up() {
   fi
 }
 
+lint_venv_up() {
+  local stamp="$LINT_VENV/.requirements"
+  if ! cmp -s "$ROOT/infra/local/requirements-lint.txt" "$stamp" 2>/dev/null; then
+    say "-- installing checkov into $LINT_VENV"
+    python3 -m venv "$LINT_VENV"
+    "$LINT_VENV/bin/pip" install -q --upgrade pip
+    "$LINT_VENV/bin/pip" install -q -r "$ROOT/infra/local/requirements-lint.txt"
+    cp "$ROOT/infra/local/requirements-lint.txt" "$stamp"
+  fi
+}
+
 moto_up() {
   if ! listening "$MOTO_PORT"; then
     nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$LOGS/moto.log" 2>&1 &
@@ -125,6 +137,7 @@ moto_up() {
 up() {
   mkdir -p "$RUN" "$LOGS"
   venv_up
+  lint_venv_up
   postgres_up
   redis_up
   tansu_up
@@ -158,7 +171,7 @@ env_exports() {
               AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY SAM_CLI_TELEMETRY; do
     printf 'export %s=%q\n' "$name" "${!name}"
   done
-  printf 'export PATH=%q:%q:"$PATH"\n' "$VENV/bin" "$CARGO_BIN"
+  printf 'export PATH=%q:%q:%q:"$PATH"\n' "$VENV/bin" "$CARGO_BIN" "$LINT_VENV/bin"
 }
 
 case "${1:-}" in
