@@ -211,7 +211,7 @@ pub struct WebtoonRequest {
     pub fields: WebtoonFields,
 }
 
-/// The message body exactly as producers send it (documented in the README).
+/// The message body exactly as producers send it (documented in docs/functions/webtoon-sync.md).
 #[derive(Deserialize)]
 struct WireRequest {
     request_id: String,
