@@ -6,7 +6,7 @@ STACK := infra/local/stack.sh
 FUNCTIONS := $(notdir $(patsubst %/,%,$(wildcard functions/*/)))
 WITH_STACK = eval "$$($(STACK) env)" &&
 
-.PHONY: up down build lint test unit integration e2e demo bench redrive clean-stack
+.PHONY: up down build lint test unit integration e2e demo bench coldstart redrive clean-stack
 
 up: ## start the local stack (idempotent; installs what is missing)
 	@bash $(STACK) up
@@ -45,6 +45,9 @@ demo: up ## run the functions locally and push the sample events through them
 DLQ ?= coupon-issue-dlq
 redrive: up ## after a fix, replay a dead-letter topic to the topics its records came from (DLQ=coupon-issue-dlq)
 	@$(WITH_STACK) cargo run -q --locked -p devtools -- redrive $(DLQ)
+
+coldstart: up ## size and init time of each release binary (after make build)
+	@$(WITH_STACK) python3 infra/local/coldstart.py
 
 bench: up ## benchmarks; figures to stdout and target/bench/results.json
 	@$(WITH_STACK) RUST_LOG=warn cargo bench -p integration-tests --locked 2>&1 | grep -v '^{"' | grep -v -E '^\s*(Compiling|Running|running 0|test result: ok. 0)|^$$'
