@@ -19,6 +19,7 @@ import copy
 import json
 import os
 import pathlib
+import re
 import sys
 
 from samcli.lib.cfn_language_extensions.api import process_template
@@ -71,12 +72,27 @@ def expand(template, parameters=None, stack=STACK):
             region=REGION, account_id=ACCOUNT, stack_name=stack, partition="aws"),
         resolution_mode=ResolutionMode.PARTIAL,
     )
+    expanded = _restore_subs(expanded)
     transforms = expanded.get("Transform")
     if isinstance(transforms, list):
         expanded["Transform"] = [t for t in transforms if t != "AWS::LanguageExtensions"]
         if len(expanded["Transform"]) == 1:
             expanded["Transform"] = expanded["Transform"][0]
     return expanded
+
+
+def _restore_subs(value):
+    """SAM CLI's partial resolution turns `Fn::Sub "${Bucket.Arn}/*"` into the plain string
+    `${Bucket.Arn}/*` when only resource attributes are left in it (CloudFormation, which
+    expands the transform itself, keeps the Sub; `sam build` deploys the original template).
+    A `${...}` left in a plain string can only come from there: wrap it back."""
+    if isinstance(value, dict):
+        return {key: _restore_subs(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_restore_subs(item) for item in value]
+    if isinstance(value, str) and re.search(r"\$\{[A-Za-z][\w.:]*\}", value):
+        return {"Fn::Sub": value}
+    return value
 
 
 def render(template, parameters=None, stack=STACK):
