@@ -102,25 +102,15 @@ tansu_up() {
   say "kafka      127.0.0.1:$KAFKA_PORT (Tansu, in memory), topics from template.yaml"
 }
 
+# A virtualenv at $1 with the pinned requirements file $2, reinstalled when the file changes.
 venv_up() {
-  local stamp="$VENV/.requirements"
-  if ! cmp -s "$ROOT/infra/local/requirements.txt" "$stamp" 2>/dev/null; then
-    say "-- installing local tooling into $VENV (moto, cargo-lambda, zig, SAM CLI)"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --upgrade pip
-    "$VENV/bin/pip" install -q -r "$ROOT/infra/local/requirements.txt"
-    cp "$ROOT/infra/local/requirements.txt" "$stamp"
-  fi
-}
-
-lint_venv_up() {
-  local stamp="$LINT_VENV/.requirements"
-  if ! cmp -s "$ROOT/infra/local/requirements-lint.txt" "$stamp" 2>/dev/null; then
-    say "-- installing checkov into $LINT_VENV"
-    python3 -m venv "$LINT_VENV"
-    "$LINT_VENV/bin/pip" install -q --upgrade pip
-    "$LINT_VENV/bin/pip" install -q -r "$ROOT/infra/local/requirements-lint.txt"
-    cp "$ROOT/infra/local/requirements-lint.txt" "$stamp"
+  local dir=$1 requirements="$ROOT/infra/local/$2" what=$3
+  if ! cmp -s "$requirements" "$dir/.requirements" 2>/dev/null; then
+    say "-- installing $what into $dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --upgrade pip
+    "$dir/bin/pip" install -q -r "$requirements"
+    cp "$requirements" "$dir/.requirements"
   fi
 }
 
@@ -136,8 +126,9 @@ moto_up() {
 
 up() {
   mkdir -p "$RUN" "$LOGS"
-  venv_up
-  lint_venv_up
+  venv_up "$VENV" requirements.txt "local tooling (moto, cargo-lambda, zig, SAM CLI)"
+  # checkov pins boto3 and friends apart from the tooling: its own virtualenv.
+  venv_up "$LINT_VENV" requirements-lint.txt checkov
   postgres_up
   redis_up
   tansu_up
