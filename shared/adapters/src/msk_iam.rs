@@ -2,74 +2,38 @@
 //! producer). MSK's IAM listener (port 9098) takes SASL/OAUTHBEARER over TLS, where the token
 //! is a SigV4-presigned `kafka-cluster:Connect` request: the URL
 //! `https://kafka.<region>.amazonaws.com/?Action=kafka-cluster%3AConnect&X-Amz-…&User-Agent=…`,
-//! base64url-encoded without padding. librdkafka asks for a new token before the current one
-//! expires (at 80 % of its lifetime).
+//! base64url-encoded without padding and valid for 15 minutes. librdkafka asks for a new token
+//! before the current one expires (at 80 % of its lifetime).
+//!
+//! The token is built and signed by the `aws-msk-iam-sasl-signer` crate (on top of
+//! `aws-sigv4`), a maintained community port of AWS's `aws-msk-iam-sasl-signer-go`: the token
+//! format is MSK's, not ours, so we use an implementation that follows AWS's reference signer
+//! instead of keeping our own copy of the presigning rules. This module only supplies the
+//! function's credentials and region and hands the token to librdkafka.
 //!
 //! The event source mappings that feed the functions authenticate themselves with the
 //! function's role; this is only for what the functions produce.
 
 use std::error::Error;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::{ProvideCredentials as _, SharedCredentialsProvider};
-use aws_sigv4::http_request::{
-    SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign,
-};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use anyhow::Context as _;
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_msk_iam_sasl_signer::generate_auth_token_from_credentials_provider;
 use rdkafka::ClientContext;
 use rdkafka::client::OAuthToken;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::producer::ProducerContext;
 
-/// How long a token is valid; the signed URL's `X-Amz-Expires`.
-pub const TOKEN_LIFETIME: Duration = Duration::from_secs(900);
-const USER_AGENT: &str = concat!("adworkers/", env!("CARGO_PKG_VERSION"));
-
-/// A token for `region`, signed with `credentials` at `now`; returns the token and its expiry
-/// in milliseconds since the epoch.
-pub fn token(
-    credentials: &Credentials,
-    region: &str,
-    now: SystemTime,
+/// A token for `region`, signed now with credentials from `credentials`; returns the token and
+/// its expiry in milliseconds since the epoch.
+pub async fn token(
+    credentials: &SharedCredentialsProvider,
+    region: &Region,
 ) -> anyhow::Result<(String, i64)> {
-    let host = format!("kafka.{region}.amazonaws.com");
-    let unsigned = format!("https://{host}/?Action=kafka-cluster%3AConnect");
-    let identity: Identity = credentials.clone().into();
-    let mut settings = SigningSettings::default();
-    settings.signature_location = SignatureLocation::QueryParams;
-    settings.expires_in = Some(TOKEN_LIFETIME);
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("kafka-cluster")
-        .time(now)
-        .settings(settings)
-        .build()?
-        .into();
-    let request = SignableRequest::new(
-        "GET",
-        &unsigned,
-        [("host", host.as_str())].into_iter(),
-        SignableBody::Bytes(&[]),
-    )?;
-    let (instructions, _signature) = sign(request, &params)?.into_parts();
-    let (_headers, query) = instructions.into_parts();
-    let mut signed = url::Url::parse(&unsigned)?;
-    {
-        let mut pairs = signed.query_pairs_mut();
-        for (name, value) in &query {
-            pairs.append_pair(name, value);
-        }
-        pairs.append_pair("User-Agent", USER_AGENT);
-    }
-    let expires = now + TOKEN_LIFETIME;
-    let expires_ms = i64::try_from(expires.duration_since(UNIX_EPOCH)?.as_millis())?;
-    Ok((URL_SAFE_NO_PAD.encode(signed.as_str()), expires_ms))
+    generate_auth_token_from_credentials_provider(region.clone(), credentials.clone())
+        .await
+        .with_context(|| format!("signing an MSK IAM token for {region}"))
 }
 
 /// The client context of a producer or consumer: with MSK IAM it supplies OAUTHBEARER tokens
@@ -82,7 +46,7 @@ pub struct KafkaContext {
 #[derive(Clone)]
 struct Iam {
     credentials: SharedCredentialsProvider,
-    region: String,
+    region: Region,
     runtime: tokio::runtime::Handle,
 }
 
@@ -96,7 +60,7 @@ impl KafkaContext {
         let region = sdk
             .region()
             .ok_or_else(|| anyhow::anyhow!("MSK IAM auth needs an AWS region"))?
-            .to_string();
+            .clone();
         Ok(Self {
             iam: Some(Iam {
                 credentials,
@@ -115,15 +79,15 @@ impl ClientContext for KafkaContext {
             .iam
             .as_ref()
             .ok_or("OAUTHBEARER is only used with MSK IAM authentication")?;
-        // librdkafka calls this from its own threads; the credentials provider is async, so it
-        // runs on the function's runtime from a scoped thread (safe from any caller).
-        let credentials = std::thread::scope(|scope| {
+        // librdkafka calls this from its own threads; fetching the credentials and signing are
+        // async, so they run on the function's runtime from a scoped thread (safe from any
+        // caller, including a thread of that runtime).
+        let (token, lifetime_ms) = std::thread::scope(|scope| {
             scope
-                .spawn(|| iam.runtime.block_on(iam.credentials.provide_credentials()))
+                .spawn(|| iam.runtime.block_on(token(&iam.credentials, &iam.region)))
                 .join()
         })
-        .map_err(|_| "credentials thread panicked")??;
-        let (token, lifetime_ms) = token(&credentials, &iam.region, SystemTime::now())?;
+        .map_err(|_| "MSK IAM token thread panicked")??;
         Ok(OAuthToken {
             token,
             principal_name: String::new(),
@@ -147,60 +111,146 @@ impl ProducerContext for KafkaContext {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use aws_credential_types::Credentials;
+    use aws_credential_types::provider::error::CredentialsError;
+    use aws_credential_types::provider::{ProvideCredentials, future};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
-    #[test]
-    fn the_token_is_a_presigned_connect_url() -> anyhow::Result<()> {
-        let credentials = Credentials::new(
+    const LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+    fn static_credentials() -> SharedCredentialsProvider {
+        SharedCredentialsProvider::new(Credentials::new(
             "AKIDEXAMPLE",
             "secret",
             Some("session/+=".into()),
             None,
             "test",
-        );
-        let now = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let (token, expires_ms) = token(&credentials, "ap-northeast-2", now)?;
-        assert_eq!(expires_ms, (1_795_000_000 + 900) * 1000);
-        let url = url::Url::parse(std::str::from_utf8(&URL_SAFE_NO_PAD.decode(&token)?)?)?;
+        ))
+    }
+
+    fn sdk(credentials: SharedCredentialsProvider) -> SdkConfig {
+        SdkConfig::builder()
+            .region(Region::new("ap-northeast-2"))
+            .credentials_provider(credentials)
+            .build()
+    }
+
+    fn epoch_ms(time: SystemTime) -> anyhow::Result<i64> {
+        Ok(i64::try_from(time.duration_since(UNIX_EPOCH)?.as_millis())?)
+    }
+
+    /// The URL in a token and its query parameters.
+    fn decode(token: &str) -> anyhow::Result<(url::Url, HashMap<String, String>)> {
+        let url = url::Url::parse(std::str::from_utf8(&URL_SAFE_NO_PAD.decode(token)?)?)?;
+        let query = url.query_pairs().into_owned().collect();
+        Ok((url, query))
+    }
+
+    /// Checks that `token` connects to MSK in ap-northeast-2 with the test credentials and
+    /// expires `LIFETIME` after it was signed, between `before` and `after`.
+    fn assert_connect_token(
+        token: &str,
+        expires_ms: i64,
+        before: SystemTime,
+        after: SystemTime,
+    ) -> anyhow::Result<()> {
+        let (url, query) = decode(token)?;
+        assert_eq!(url.scheme(), "https");
         assert_eq!(url.host_str(), Some("kafka.ap-northeast-2.amazonaws.com"));
-        let query: std::collections::HashMap<String, String> =
-            url.query_pairs().into_owned().collect();
         assert_eq!(query["Action"], "kafka-cluster:Connect");
-        assert_eq!(query["X-Amz-Algorithm"], "AWS4-HMAC-SHA256");
-        assert_eq!(query["X-Amz-Expires"], "900");
-        assert_eq!(
-            query["X-Amz-Credential"],
-            "AKIDEXAMPLE/20261118/ap-northeast-2/kafka-cluster/aws4_request"
+        assert!(
+            query["X-Amz-Credential"].starts_with("AKIDEXAMPLE/")
+                && query["X-Amz-Credential"]
+                    .ends_with("/ap-northeast-2/kafka-cluster/aws4_request"),
+            "signed for our key and region: {}",
+            query["X-Amz-Credential"]
         );
         assert_eq!(query["X-Amz-Security-Token"], "session/+=");
-        assert_eq!(query["X-Amz-SignedHeaders"], "host");
-        assert_eq!(query["X-Amz-Signature"].len(), 64);
-        assert!(query["User-Agent"].starts_with("adworkers/"));
-        assert!(!token.contains('='), "no padding");
+        // The signing time has whole seconds.
+        let earliest = epoch_ms(before + LIFETIME)? / 1000 * 1000;
+        let latest = epoch_ms(after + LIFETIME)?;
+        assert!(
+            (earliest..=latest).contains(&expires_ms),
+            "expiry {expires_ms} not in {earliest}..={latest}"
+        );
+        Ok(())
+    }
+
+    #[derive(Debug)]
+    struct NoCredentials;
+
+    impl ProvideCredentials for NoCredentials {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            future::ProvideCredentials::ready(Err(CredentialsError::not_loaded("none in tests")))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_connects_to_the_regions_msk_with_our_credentials() -> anyhow::Result<()> {
+        let before = SystemTime::now();
+        let (token, expires_ms) =
+            token(&static_credentials(), &Region::new("ap-northeast-2")).await?;
+        assert_connect_token(&token, expires_ms, before, SystemTime::now())
+    }
+
+    #[tokio::test]
+    async fn missing_credentials_are_an_error_for_librdkafka() -> anyhow::Result<()> {
+        let err = token(
+            &SharedCredentialsProvider::new(NoCredentials),
+            &Region::new("eu-west-1"),
+        )
+        .await
+        .err()
+        .ok_or_else(|| anyhow::anyhow!("signed without credentials"))?;
+        assert!(format!("{err:#}").contains("signing an MSK IAM token for eu-west-1"));
+        let context = KafkaContext::msk_iam(&sdk(SharedCredentialsProvider::new(NoCredentials)))?;
+        assert!(context.generate_oauth_token(None).is_err());
+        assert!(KafkaContext::default().generate_oauth_token(None).is_err());
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn librdkafka_threads_get_tokens_from_the_runtime() -> anyhow::Result<()> {
+        let context = KafkaContext::msk_iam(&sdk(static_credentials()))?;
+        let before = SystemTime::now();
+        // As librdkafka does: from a thread outside the runtime.
+        let token = std::thread::spawn(move || {
+            context
+                .generate_oauth_token(None)
+                .map_err(|err| err.to_string())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("librdkafka thread panicked"))?
+        .map_err(anyhow::Error::msg)?;
+        assert_connect_token(&token.token, token.lifetime_ms, before, SystemTime::now())?;
+        assert!(token.principal_name.is_empty());
         Ok(())
     }
 
     #[tokio::test]
     async fn a_producer_for_the_iam_listener_is_accepted_by_librdkafka() -> anyhow::Result<()> {
         use crate::config::{KafkaAuth, KafkaConfig};
-        let sdk = SdkConfig::builder()
-            .region(aws_config::Region::new("ap-northeast-2"))
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                "AKIDEXAMPLE",
-                "secret",
-                None,
-                None,
-                "test",
-            )))
-            .build();
+        let sdk = sdk(static_credentials());
         let config = KafkaConfig {
             brokers: "b-1.example.kafka.ap-northeast-2.amazonaws.com:9098".to_owned(),
             auth: KafkaAuth::MskIam,
         };
         let db = sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1/unused")?;
         crate::kafka::DeadLetters::connect(&config, &sdk, db, "test")?;
-        let token = KafkaContext::msk_iam(&sdk)?.generate_oauth_token(None);
-        assert!(token.is_ok_and(|t| !t.token.is_empty()));
-        Ok(())
+        // From a thread of the (current-thread) runtime itself.
+        let before = SystemTime::now();
+        let token = KafkaContext::msk_iam(&sdk)?
+            .generate_oauth_token(None)
+            .map_err(|err| anyhow::anyhow!("{err}"))?;
+        assert_connect_token(&token.token, token.lifetime_ms, before, SystemTime::now())
     }
 }
