@@ -129,3 +129,22 @@ async fn a_failed_notification_is_sent_once_by_the_retry() -> anyhow::Result<()>
     assert!(w.notifications().await?.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn the_same_batch_delivered_twice_at_once_notifies_once() -> anyhow::Result<()> {
+    let w = World::new().await?;
+    let event = load_kafka_event("quality-score.json", "quality-score-updates", &w.topic)?;
+    let (one, other) = (w.deps(&w.alerts_arn)?, w.deps(&w.alerts_arn)?);
+    for _ in 0..3 {
+        let (a, b) = tokio::join!(handle(event.clone(), &one), handle(event.clone(), &other));
+        for result in [a, b] {
+            if let Err(err) = result {
+                assert!(err.is_retryable(), "{err}");
+            }
+        }
+    }
+    // Whatever the interleaving, one sharp drop is one notification.
+    handle(event, &one).await?;
+    assert_eq!(w.notifications().await?.len(), 1);
+    Ok(())
+}

@@ -438,7 +438,8 @@ async fn retention_removes_only_what_is_past_each_window() -> anyhow::Result<()>
         reporter: reporter(&db, &mut aws).await?,
         redis: adapters::redis::connect_lazy(&redis_config(&redis))?,
     };
-    let target = sub_days(kst_date(Utc::now()), 1);
+    // Two days back, so that "a day later" below is still a finished day.
+    let target = sub_days(kst_date(Utc::now()), 2);
     let cut = Cutoffs::for_target(target);
     let second = chrono::TimeDelta::seconds(1);
     let old_month = month_of(sub_days(kst_date(cut.raw_events), 40));

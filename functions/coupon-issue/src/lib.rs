@@ -28,6 +28,7 @@ use domain::WorkerError;
 use domain::coupon::{Coupon, Outcome, Plan, Recorded, Submitted, decide, parse_request};
 use serde::Serialize;
 use sqlx::PgPool;
+use sqlx::types::Json;
 
 pub const CONSUMER: &str = "coupon-issue-group";
 /// Where records go that are not requests or that failed every retry (seed 003).
@@ -183,6 +184,9 @@ struct Written {
     issued: usize,
     granted: usize,
     taken: usize,
+    /// Outcomes recorded by this statement, by outcome: what the metrics count, so a replayed
+    /// request (already recorded) counts nowhere but in `Replayed`.
+    outcomes: HashMap<String, usize>,
 }
 
 async fn write(tx: &mut sqlx::PgConnection, plan: &Plan<'_>) -> Result<Written, WorkerError> {
@@ -206,7 +210,13 @@ async fn write(tx: &mut sqlx::PgConnection, plan: &Plan<'_>) -> Result<Written, 
     // Only what was recorded is granted, and stock moves by what was granted: a request id
     // recorded meanwhile by another writer takes nothing. The WHERE keeps stock from going
     // below zero whatever happens; the counts are checked below.
-    let (recorded, issued, granted, taken): (i64, i64, i64, i64) = sqlx::query_as(
+    let (recorded, issued, granted, taken, outcomes): (
+        i64,
+        i64,
+        i64,
+        i64,
+        Json<HashMap<String, i64>>,
+    ) = sqlx::query_as(
         "WITH decided AS (
              SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[],
                                   $5::text[], $6::text[], $7::text[], $8::int[], $9::bigint[])
@@ -236,7 +246,9 @@ async fn write(tx: &mut sqlx::PgConnection, plan: &Plan<'_>) -> Result<Written, 
          SELECT (SELECT count(*) FROM recorded),
                 (SELECT count(*) FROM recorded WHERE outcome = 'issued'),
                 (SELECT count(*) FROM granted),
-                (SELECT coalesce(sum(n), 0)::bigint FROM taken)",
+                (SELECT coalesce(sum(n), 0)::bigint FROM taken),
+                (SELECT coalesce(jsonb_object_agg(outcome, n), '{}')
+                   FROM (SELECT outcome, count(*) AS n FROM recorded GROUP BY outcome) o)",
     )
     .bind(&columns.request_ids)
     .bind(&columns.coupons)
@@ -255,6 +267,11 @@ async fn write(tx: &mut sqlx::PgConnection, plan: &Plan<'_>) -> Result<Written, 
         issued: usize::try_from(issued).unwrap_or_default(),
         granted: usize::try_from(granted).unwrap_or_default(),
         taken: usize::try_from(taken).unwrap_or_default(),
+        outcomes: outcomes
+            .0
+            .into_iter()
+            .map(|(outcome, n)| (outcome, usize::try_from(n).unwrap_or_default()))
+            .collect(),
     };
     // Under the coupon locks these always agree; if they do not, roll back and retry rather
     // than record an issue without a grant or a grant without stock.
@@ -283,33 +300,43 @@ struct Columns<'a> {
     offsets: Vec<i64>,
 }
 
+/// The batch's metrics: what this invocation recorded, by outcome, not what it was asked, so a
+/// replayed request (already recorded) adds to `Replayed` only.
+fn outcome_metrics(requests: usize, written: &Written) -> [(&'static str, usize); 6] {
+    let count = |outcome: Outcome| {
+        written
+            .outcomes
+            .get(outcome.as_str())
+            .copied()
+            .unwrap_or_default()
+    };
+    [
+        ("Issued", count(Outcome::Issued)),
+        ("SoldOut", count(Outcome::SoldOut)),
+        ("Duplicate", count(Outcome::Duplicate)),
+        ("Invalid", count(Outcome::Invalid)),
+        ("Expired", count(Outcome::Expired)),
+        ("Replayed", requests.saturating_sub(written.recorded)),
+    ]
+}
+
 fn report(plan: &Plan<'_>, written: &Written) {
-    let counts = plan.counts();
-    let count = |outcome| counts.get(&outcome).copied().unwrap_or_default();
+    let figures = outcome_metrics(plan.decisions.len(), written);
     let mut metrics = Metrics::for_function(adapters::telemetry::function_name());
-    for (name, outcome) in [
-        ("Issued", Outcome::Issued),
-        ("SoldOut", Outcome::SoldOut),
-        ("Duplicate", Outcome::Duplicate),
-        ("Invalid", Outcome::Invalid),
-        ("Expired", Outcome::Expired),
-    ] {
-        metrics.put(name, count(outcome) as f64, Unit::Count);
+    for (name, n) in figures {
+        metrics.put(name, n as f64, Unit::Count);
     }
-    metrics.put(
-        "Replayed",
-        (plan.decisions.len() - written.recorded) as f64,
-        Unit::Count,
-    );
     metrics.emit();
+    let [issued, sold_out, duplicate, invalid, expired, replayed] = figures.map(|(_, n)| n);
     tracing::info!(
         requests = plan.decisions.len(),
         recorded = written.recorded,
-        issued = count(Outcome::Issued),
-        sold_out = count(Outcome::SoldOut),
-        duplicate = count(Outcome::Duplicate),
-        invalid = count(Outcome::Invalid),
-        expired = count(Outcome::Expired),
+        issued,
+        sold_out,
+        duplicate,
+        invalid,
+        expired,
+        replayed,
         "coupon requests decided"
     );
 }
@@ -349,4 +376,25 @@ pub async fn lookup(db: &PgPool, request_id: &str) -> anyhow::Result<Option<Answ
         })
     })
     .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_count_what_was_recorded_not_what_was_asked() {
+        // 100 requests, 50 of them replays of requests already issued: 50 issued, not 100.
+        let written = Written {
+            recorded: 50,
+            issued: 50,
+            granted: 50,
+            taken: 50,
+            outcomes: HashMap::from([("issued".to_owned(), 50)]),
+        };
+        let figures = outcome_metrics(100, &written);
+        assert_eq!(figures[0], ("Issued", 50));
+        assert_eq!(figures[5], ("Replayed", 50));
+        assert!(figures[1..5].iter().all(|(_, n)| *n == 0), "{figures:?}");
+    }
 }

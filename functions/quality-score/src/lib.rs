@@ -165,54 +165,68 @@ async fn store(
 /// A history row still to be notified: id, campaign, advertiser, previous, score, computed_at.
 type PendingDrop = (i64, i64, i64, Option<f64>, f64, DateTime<Utc>);
 
-/// Publishes every sharp drop of these campaigns not yet notified, then marks it.
+/// Publishes every sharp drop of these campaigns not yet notified, then marks it. The rows are
+/// claimed first (`FOR UPDATE SKIP LOCKED`): a concurrent invocation with the same batch skips
+/// what this one is sending instead of sending it again. If a publish fails, the drops sent so
+/// far stay marked and the rest wait for the retry.
 async fn notify_sharp_drops(deps: &Deps, campaigns: &[i64]) -> Result<(), WorkerError> {
+    let mut tx = deps.db.begin().await.map_err(db::classify)?;
     let pending: Vec<PendingDrop> = sqlx::query_as(
         "SELECT id, campaign_id, advertiser_id, previous_score, score, computed_at
            FROM quality_score_history
           WHERE campaign_id = ANY($1) AND sharp_drop AND notified_at IS NULL
-          ORDER BY id",
+          ORDER BY id
+            FOR UPDATE SKIP LOCKED",
     )
     .bind(campaigns)
-    .fetch_all(&deps.db)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db::classify)?;
-    for (id, campaign_id, advertiser_id, previous, score, computed_at) in pending {
-        let message = serde_json::json!({
-            "type": "quality_score_drop",
-            "campaign_id": campaign_id,
-            "advertiser_id": advertiser_id,
-            "previous_score": previous,
-            "score": score,
-            "computed_at": computed_at,
-        });
-        let attribute = aws_sdk_sns::types::MessageAttributeValue::builder()
-            .data_type("Number")
-            .string_value(advertiser_id.to_string())
-            .build()
-            .map_err(WorkerError::retryable)?;
-        deps.sns
-            .publish()
-            .topic_arn(&deps.advertiser_alerts_topic_arn)
-            .subject("Quality score dropped")
-            .message(message.to_string())
-            .message_attributes("advertiser_id", attribute)
-            .send()
-            .await
-            .map_err(|err| {
-                WorkerError::retryable(anyhow::Error::new(err).context("SNS publish"))
-            })?;
+    for drop in pending {
+        let id = drop.0;
+        if let Err(err) = publish_drop(deps, drop).await {
+            tx.commit().await.map_err(db::classify)?;
+            return Err(err);
+        }
         sqlx::query("UPDATE quality_score_history SET notified_at = now() WHERE id = $1")
             .bind(id)
-            .execute(&deps.db)
+            .execute(&mut *tx)
             .await
             .map_err(db::classify)?;
-        tracing::info!(
-            campaign_id,
-            advertiser_id,
-            score,
-            "advertiser notified of a sharp drop"
-        );
     }
+    tx.commit().await.map_err(db::classify)?;
+    Ok(())
+}
+
+async fn publish_drop(deps: &Deps, drop: PendingDrop) -> Result<(), WorkerError> {
+    let (_, campaign_id, advertiser_id, previous, score, computed_at) = drop;
+    let message = serde_json::json!({
+        "type": "quality_score_drop",
+        "campaign_id": campaign_id,
+        "advertiser_id": advertiser_id,
+        "previous_score": previous,
+        "score": score,
+        "computed_at": computed_at,
+    });
+    let attribute = aws_sdk_sns::types::MessageAttributeValue::builder()
+        .data_type("Number")
+        .string_value(advertiser_id.to_string())
+        .build()
+        .map_err(WorkerError::retryable)?;
+    deps.sns
+        .publish()
+        .topic_arn(&deps.advertiser_alerts_topic_arn)
+        .subject("Quality score dropped")
+        .message(message.to_string())
+        .message_attributes("advertiser_id", attribute)
+        .send()
+        .await
+        .map_err(|err| WorkerError::retryable(anyhow::Error::new(err).context("SNS publish")))?;
+    tracing::info!(
+        campaign_id,
+        advertiser_id,
+        score,
+        "advertiser notified of a sharp drop"
+    );
     Ok(())
 }

@@ -29,7 +29,7 @@ impl JobRun {
         let started_at = Utc::now();
         let run = Self {
             job,
-            target_date: input.target_date(started_at),
+            target_date: input.target_date(started_at)?,
             dry_run: input.dry_run,
             started_at,
             started: Instant::now(),

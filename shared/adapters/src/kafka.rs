@@ -20,6 +20,7 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use domain::WorkerError;
+use domain::text::storable;
 use futures::future::try_join_all;
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -381,7 +382,8 @@ impl<T> Triage<T> {
                 reason = %err,
                 "record rejected"
             );
-            triage.rejected.push((record, err.to_string()));
+            // The reason is stored and sent as a header: never a NUL, never unbounded.
+            triage.rejected.push((record, storable(&err.to_string())));
         }
         triage
     }
@@ -517,7 +519,7 @@ where
                     error = %err,
                     "batch not applied; its records go to the dead-letter topic"
                 );
-                let reason = err.to_string();
+                let reason = storable(&err.to_string());
                 let failed: Vec<(Record, String)> = triage
                     .valid_records
                     .into_iter()

@@ -76,10 +76,20 @@ pub struct BudgetSync {
     pub campaign_action: CampaignAction,
 }
 
+/// The largest spend a counter may report: 10^15 (a thousand billion won in micros would be
+/// 10^18; no campaign spends that in a day), so no sum or difference of two overflows i64.
+pub const MAX_SPENT: i64 = 1_000_000_000_000_000;
+
+/// No budget is older than the platform.
+const EARLIEST_SPEND_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1) {
+    Some(day) => day,
+    None => NaiveDate::MIN,
+};
+
 /// Parses one message; `produced_at` (the record's timestamp) dates a message without
 /// `spend_date`.
 pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync, WorkerError> {
-    let wire: WireSync = serde_json::from_slice(value)?;
+    let wire: WireSync = crate::text::json_object(value)?;
     let campaign_id = match wire.campaign_id {
         CampaignId::Number(id) => id,
         CampaignId::Text(text) => text.trim().parse().map_err(|_| {
@@ -94,6 +104,12 @@ pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync
             "redis_spent and db_spent must not be negative",
         ));
     }
+    if wire.redis_spent > MAX_SPENT || wire.db_spent > MAX_SPENT {
+        return Err(WorkerError::permanent(format_args!(
+            "redis_spent and db_spent must not exceed {MAX_SPENT} (a day's spend; their \
+             difference must fit Redis' 64-bit counters)"
+        )));
+    }
     if let Some(ratio) = wire.accuracy_ratio
         && !(ratio.is_finite() && (0.0..=1.0).contains(&ratio))
     {
@@ -101,9 +117,18 @@ pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync
             "accuracy_ratio {ratio} is outside 0.0..=1.0"
         )));
     }
+    let produced_on = kst_date(produced_at);
+    let spend_date = wire.spend_date.unwrap_or(produced_on);
+    let latest = produced_on.succ_opt().unwrap_or(NaiveDate::MAX);
+    if spend_date < EARLIEST_SPEND_DATE || spend_date > latest {
+        return Err(WorkerError::permanent(format_args!(
+            "spend_date {spend_date} is outside {EARLIEST_SPEND_DATE}..={latest} (the day after \
+             the record was produced)"
+        )));
+    }
     Ok(BudgetSync {
         campaign_id,
-        spend_date: wire.spend_date.unwrap_or_else(|| kst_date(produced_at)),
+        spend_date,
         redis_spent: wire.redis_spent,
         db_spent: wire.db_spent,
         reported_ratio: wire.accuracy_ratio,
@@ -332,6 +357,26 @@ mod tests {
         assert_eq!(
             marker_key(42, source),
             "budget:sync:{42}:budget-management:1:99:1763650800000"
+        );
+    }
+
+    #[test]
+    fn values_the_database_or_redis_cannot_hold_are_refused() {
+        let at: DateTime<Utc> = "2026-11-20T03:00:00Z".parse().expect("instant");
+        for bad in [
+            &br#"[1, 2, 3]"#[..],
+            br#"{"campaign_id": 1, "spend_date": "-5000-01-01", "redis_spent": 1, "db_spent": 1, "sync_action": "adjust_redis"}"#,
+            br#"{"campaign_id": 1, "spend_date": "2036-11-20", "redis_spent": 1, "db_spent": 1, "sync_action": "adjust_redis"}"#,
+            br#"{"campaign_id": 1, "redis_spent": 1, "db_spent": 9223372036854775000, "sync_action": "adjust_redis"}"#,
+        ] {
+            let err = parse_sync(bad, at).expect_err("refused");
+            assert!(!err.is_retryable(), "{err}");
+            assert!(!err.to_string().contains("unknown variant"), "{err}");
+        }
+        let fine = br#"{"campaign_id": 1, "spend_date": "2026-11-21", "redis_spent": 1, "db_spent": 1, "sync_action": "adjust_redis"}"#;
+        assert!(
+            parse_sync(fine, at).is_ok(),
+            "the next day is still accepted"
         );
     }
 }

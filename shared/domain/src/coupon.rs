@@ -44,7 +44,7 @@ pub struct IssueRequest {
 /// A record that is not a request at all: not JSON, a field missing or of the wrong type, or
 /// no usable request id. It has nothing to answer for, so it goes to the dead-letter topic.
 pub fn parse_request(value: &[u8]) -> Result<IssueRequest, WorkerError> {
-    let request: IssueRequest = serde_json::from_slice(value)?;
+    let request: IssueRequest = crate::text::json_object(value)?;
     let id = request.request_id.as_str();
     if id.trim().is_empty() {
         return Err(WorkerError::permanent("request_id is empty"));

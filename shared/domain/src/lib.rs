@@ -10,6 +10,7 @@ pub mod retention;
 pub mod rollup;
 pub mod schedule;
 pub mod settlement;
+pub mod text;
 pub mod webtoon;
 
 pub use error::WorkerError;

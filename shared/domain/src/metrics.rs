@@ -78,7 +78,7 @@ impl MetricWindow {
 }
 
 pub fn parse_window(value: &[u8]) -> Result<MetricWindow, WorkerError> {
-    let w: WireWindow = serde_json::from_slice(value)?;
+    let w: WireWindow = crate::text::json_object(value)?;
     if w.campaign_id <= 0 || w.advertiser_id <= 0 {
         return Err(WorkerError::permanent(
             "campaign_id and advertiser_id must be positive",

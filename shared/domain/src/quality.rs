@@ -26,7 +26,7 @@ pub struct ScoreUpdate {
 }
 
 pub fn parse_score(value: &[u8]) -> Result<ScoreUpdate, WorkerError> {
-    let update: ScoreUpdate = serde_json::from_slice(value)?;
+    let update: ScoreUpdate = crate::text::json_object(value)?;
     if update.campaign_id <= 0 || update.advertiser_id <= 0 {
         return Err(WorkerError::permanent(
             "campaign_id and advertiser_id must be positive",

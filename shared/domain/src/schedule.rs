@@ -6,7 +6,7 @@
 //! works on the 20th). The scheduled time, not the clock, decides it: a retry hours later, or
 //! after midnight, still works on the same day.
 
-use chrono::{DateTime, Datelike as _, Days, Months, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, Days, Months, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 
 use crate::WorkerError;
@@ -40,15 +40,35 @@ impl JobInput {
         })
     }
 
-    /// The day the job works on; `now` is used only when neither a date nor a scheduled time
-    /// was given.
-    pub fn target_date(&self, now: DateTime<Utc>) -> NaiveDate {
-        self.date.unwrap_or_else(|| {
+    /// The day the job works on: the given date, or the day before the scheduled time's (or,
+    /// with neither, `now`'s) day in Asia/Seoul. Only finished days: a date that is today or
+    /// later in Asia/Seoul, or a scheduled time ahead of `now` by more than the clock skew, is
+    /// refused, since a job run on them would delete live data (retention), create partitions
+    /// and reports for days that have not happened (rollup, settlement).
+    pub fn target_date(&self, now: DateTime<Utc>) -> Result<NaiveDate, WorkerError> {
+        if let Some(fired) = self.scheduled_time
+            && fired > now + CLOCK_SKEW
+        {
+            return Err(WorkerError::permanent(format_args!(
+                "job input: scheduled_time {fired} is in the future (now {now})"
+            )));
+        }
+        let day = self.date.unwrap_or_else(|| {
             let fired = self.scheduled_time.unwrap_or(now);
             kst_date(fired).pred_opt().unwrap_or(NaiveDate::MIN)
-        })
+        });
+        let today = kst_date(now);
+        if day >= today {
+            return Err(WorkerError::permanent(format_args!(
+                "job input: {day} is not a finished day (today in Asia/Seoul is {today})"
+            )));
+        }
+        Ok(day)
     }
 }
+
+/// How far ahead of this function's clock a scheduler's may be.
+const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 
 /// The Asia/Seoul calendar day of an instant.
 pub fn kst_date(at: DateTime<Utc>) -> NaiveDate {
@@ -106,14 +126,23 @@ mod tests {
         let input = JobInput::parse(json!({"scheduled_time": "2026-11-20T17:00:00Z"}))
             .expect("valid input");
         let now = "2026-11-23T00:00:00Z".parse().expect("instant");
-        assert_eq!(input.target_date(now), day("2026-11-20"));
+        assert_eq!(
+            input.target_date(now).expect("a finished day"),
+            day("2026-11-20")
+        );
         // 14:59 UTC is still the 20th in Seoul... and 15:00 is the 21st.
         let late = JobInput::parse(json!({"scheduled_time": "2026-11-20T14:59:59Z"}))
             .expect("valid input");
-        assert_eq!(late.target_date(now), day("2026-11-19"));
+        assert_eq!(
+            late.target_date(now).expect("a finished day"),
+            day("2026-11-19")
+        );
         let midnight = JobInput::parse(json!({"scheduled_time": "2026-11-20T15:00:00Z"}))
             .expect("valid input");
-        assert_eq!(midnight.target_date(now), day("2026-11-20"));
+        assert_eq!(
+            midnight.target_date(now).expect("a finished day"),
+            day("2026-11-20")
+        );
     }
 
     #[test]
@@ -122,13 +151,19 @@ mod tests {
             json!({"date": "2026-01-31", "scheduled_time": "2026-11-20T17:00:00Z"}),
         )
         .expect("valid input");
-        assert_eq!(input.target_date(Utc::now()), day("2026-01-31"));
+        assert_eq!(
+            input.target_date(Utc::now()).expect("a finished day"),
+            day("2026-01-31")
+        );
         let now = "2026-03-01T00:30:00+09:00"
             .parse::<DateTime<Utc>>()
             .expect("instant");
         for empty in [json!(null), json!({})] {
             let input = JobInput::parse(empty).expect("valid input");
-            assert_eq!(input.target_date(now), day("2026-02-28"));
+            assert_eq!(
+                input.target_date(now).expect("a finished day"),
+                day("2026-02-28")
+            );
             assert!(!input.dry_run);
         }
     }
@@ -158,7 +193,35 @@ mod tests {
         for sample in samples {
             let payload = serde_json::from_str(sample).expect("JSON");
             let input = JobInput::parse(payload).expect("a valid job input");
-            assert_eq!(input.target_date(Utc::now()), day("2026-11-20"), "{sample}");
+            assert_eq!(
+                input.target_date(Utc::now()).expect("a finished day"),
+                day("2026-11-20"),
+                "{sample}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_finished_days_are_worked_on() {
+        let now: DateTime<Utc> = "2026-11-23T01:00:00Z".parse().expect("instant"); // 10:00 KST
+        for (payload, refused) in [
+            (json!({"date": "2026-11-22"}), false),
+            (json!({"date": "2026-11-23"}), true),
+            (json!({"date": "2036-11-20"}), true),
+            (json!({"scheduled_time": "2026-11-22T17:00:00Z"}), false), // 02:00 KST today
+            (json!({"scheduled_time": "2026-11-23T01:04:00Z"}), false), // within the skew
+            (json!({"scheduled_time": "2026-11-23T02:00:00Z"}), true),
+            (
+                json!({"scheduled_time": "2099-01-01T00:00:00Z", "date": "2026-11-20"}),
+                true,
+            ),
+        ] {
+            let input = JobInput::parse(payload.clone()).expect("well-formed input");
+            let result = input.target_date(now);
+            assert_eq!(result.is_err(), refused, "{payload}: {result:?}");
+            if let Err(err) = result {
+                assert!(!err.is_retryable(), "{err}");
+            }
         }
     }
 

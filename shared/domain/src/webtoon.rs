@@ -234,7 +234,7 @@ struct WireRequest {
 /// Decodes and validates one request body. Every error is permanent: the same bytes will fail
 /// the same way on every delivery.
 pub fn parse_request(kind: RequestKind, body: &str) -> Result<WebtoonRequest, WorkerError> {
-    let wire: WireRequest = serde_json::from_str(body)?;
+    let wire: WireRequest = crate::text::json_object(body.as_bytes())?;
     let request_id = non_blank("request_id", wire.request_id, 200)?;
     let external_id = non_blank("external_id", wire.external_id, MAX_EXTERNAL_ID_CHARS)?;
     let title = wire
