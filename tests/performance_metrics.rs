@@ -135,3 +135,69 @@ async fn a_database_outage_fails_the_invocation_and_the_retry_converges() -> any
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_same_batch_at_once_dead_letters_each_record_once() -> anyhow::Result<()> {
+    let w = world().await?;
+    let event = load_kafka_event("performance-metrics.json", "performance-metrics", &w.topic)?;
+    let other = Deps {
+        db: w.db.pool.clone(),
+        dead_letters: adapters::kafka::DeadLetters::new(
+            &kafka_brokers(),
+            w.db.pool.clone(),
+            CONSUMER,
+        )?,
+    };
+    for _ in 0..3 {
+        let (a, b) = tokio::join!(
+            handle(event.clone(), &w.deps),
+            handle(event.clone(), &other)
+        );
+        for result in [a, b] {
+            // The one that finds the other's claims unsent fails, to be retried.
+            if let Err(err) = result {
+                assert!(err.is_retryable(), "{err}");
+            }
+        }
+    }
+    handle(event, &w.deps).await?;
+    let dlq = format!("{}-dlq", w.topic);
+    assert_eq!(read_topic(&dlq, 3, Duration::from_secs(5)).await?.len(), 2);
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM kafka_dead_letters WHERE sent_at IS NOT NULL")
+            .await?,
+        2
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reason_postgres_cannot_store_is_stored_all_the_same() -> anyhow::Result<()> {
+    let w = world().await?;
+    let good = r#"{"campaign_id": 1001, "advertiser_id": 501, "window_size": "1m", "window_start": "2026-11-20T15:01:00Z", "impressions": 10, "clicks": 1, "conversions": 0, "cost": 1.5}"#;
+    let nul = good.replace(r#""1m""#, r#""5m\u0000""#);
+    let huge = good.replace(r#""1m""#, &format!("\"{}\"", "x".repeat(600_000)));
+    let array = r#"[1001, 501, "1m", "2026-11-20T15:01:00Z", 10, 1, 0, 1.5]"#;
+    let values = [good.to_owned(), nul, huge, array.to_owned()];
+    let event = integration_tests::kafka_event(
+        &w.topic,
+        0,
+        chrono::Utc::now().timestamp_millis(),
+        &values,
+    )?;
+    let summary = handle(event, &w.deps).await?;
+    assert_eq!((summary.applied, summary.rejected), (1, 3));
+    let reasons: Vec<String> =
+        sqlx::query_scalar("SELECT reason FROM kafka_dead_letters ORDER BY \"offset\"")
+            .fetch_all(&w.db.pool)
+            .await?;
+    assert_eq!(reasons.len(), 3);
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.len() <= domain::text::MAX_TEXT_BYTES),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains("JSON object"), "{reasons:?}");
+    Ok(())
+}

@@ -12,6 +12,7 @@
 //! invocation's remaining time allows, and then the batch's records go to the dead-letter topic
 //! with the number of attempts and the last error, to be replayed with `devtools redrive`.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use domain::WorkerError;
 use domain::text::storable;
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -104,6 +105,10 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
     out
 }
 
+/// How long a claimed dead letter may stay unsent before another invocation takes it over:
+/// well past the producer's 10 s delivery timeout.
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// Produces rejected records to `<topic>-dlq` (or the topic [`DeadLetters::to_topic`] names),
 /// at most once per record and consumer.
 pub struct DeadLetters {
@@ -156,41 +161,131 @@ impl DeadLetters {
         self
     }
 
-    /// Sends every rejection not already sent. Produce first, record after: a crash in between
-    /// sends a record twice (same headers, so a consumer can de-duplicate), never zero times.
+    /// Sends every rejection not already sent, each once. Claim first, produce, then mark sent:
+    /// a rejection claimed by a live invocation (the same batch delivered twice at once) is not
+    /// produced again here, and the call fails as retryable so the batch is confirmed only once
+    /// that claim is sent; a claim older than [`CLAIM_TIMEOUT`] without a send (its invocation
+    /// died) is taken over. A crash between the produce and the mark sends a record twice
+    /// (same headers, so a consumer can de-duplicate), never zero times.
     pub async fn send(&self, rejected: &[(Record, String)]) -> Result<usize, WorkerError> {
         if rejected.is_empty() {
             return Ok(0);
         }
-        let topics: Vec<&str> = rejected.iter().map(|(r, _)| r.topic.as_str()).collect();
-        let partitions: Vec<i32> = rejected.iter().map(|(r, _)| r.partition).collect();
-        let offsets: Vec<i64> = rejected.iter().map(|(r, _)| r.offset).collect();
-        let already: Vec<(String, i32, i64)> = sqlx::query_as(
-            "SELECT d.topic, d.partition, d.\"offset\"
-               FROM kafka_dead_letters d
-               JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
-                 ON d.topic = r.topic AND d.partition = r.partition AND d.\"offset\" = r.off
-              WHERE d.consumer = $1",
-        )
-        .bind(&self.consumer)
-        .bind(&topics)
-        .bind(&partitions)
-        .bind(&offsets)
-        .fetch_all(&self.db)
-        .await
-        .map_err(classify)?;
-        let fresh: Vec<&(Record, String)> = rejected
-            .iter()
-            .filter(|(r, _)| !already.contains(&(r.topic.clone(), r.partition, r.offset)))
-            .collect();
-        let fresh_len = fresh.len();
-        if fresh_len == 0 {
-            return Ok(0);
+        let mut topics = Vec::with_capacity(rejected.len());
+        let mut partitions = Vec::with_capacity(rejected.len());
+        let mut offsets = Vec::with_capacity(rejected.len());
+        let mut reasons = Vec::with_capacity(rejected.len());
+        let mut seen = HashSet::new();
+        for (record, reason) in rejected {
+            // One row per record, even if a broken event lists a record twice.
+            if !seen.insert((record.topic.as_str(), record.partition, record.offset)) {
+                continue;
+            }
+            topics.push(record.topic.as_str());
+            partitions.push(record.partition);
+            offsets.push(record.offset);
+            reasons.push(reason.as_str());
         }
+        let (claimed, unsent_elsewhere): (Vec<(String, i32, i64)>, i64) = {
+            let mut tx = self.db.begin().await.map_err(classify)?;
+            let claimed: Vec<(String, i32, i64)> = sqlx::query_as(
+                "INSERT INTO kafka_dead_letters AS d (consumer, topic, partition, \"offset\", reason)
+                 SELECT $1, r.* FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS r
+                 ON CONFLICT (consumer, topic, partition, \"offset\") DO UPDATE
+                    SET claimed_at = now(), reason = EXCLUDED.reason
+                  WHERE d.sent_at IS NULL AND d.claimed_at < now() - make_interval(secs => $6)
+                 RETURNING topic, partition, \"offset\"",
+            )
+            .bind(&self.consumer)
+            .bind(&topics)
+            .bind(&partitions)
+            .bind(&offsets)
+            .bind(&reasons)
+            .bind(CLAIM_TIMEOUT.as_secs_f64())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
+            let unsent: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM kafka_dead_letters d
+                   JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
+                     ON d.topic = r.topic AND d.partition = r.partition AND d.\"offset\" = r.off
+                  WHERE d.consumer = $1 AND d.sent_at IS NULL",
+            )
+            .bind(&self.consumer)
+            .bind(&topics)
+            .bind(&partitions)
+            .bind(&offsets)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            let claimed_len = i64::try_from(claimed.len()).unwrap_or(i64::MAX);
+            (claimed, unsent - claimed_len)
+        };
+        let mine: Vec<&(Record, String)> = rejected
+            .iter()
+            .filter(|(r, _)| claimed.contains(&(r.topic.clone(), r.partition, r.offset)))
+            .collect();
+        let results = join_all(
+            mine.iter()
+                .map(|(record, reason)| self.produce(record, reason, 1)),
+        )
+        .await;
+        let (sent, failed): (Vec<_>, Vec<_>) =
+            mine.iter().zip(results).partition(|(_, r)| r.is_ok());
+        self.mark(sent.iter().map(|(item, _)| **item), true).await?;
+        if let Some((_, Err(err))) = failed.into_iter().next() {
+            // Give the unsent claims back at once, so the retry sends them.
+            let unsent = mine
+                .iter()
+                .copied()
+                .filter(|item| !sent.iter().any(|(done, _)| std::ptr::eq(**done, *item)));
+            self.mark(unsent, false).await?;
+            return Err(err);
+        }
+        if unsent_elsewhere > 0 {
+            return Err(WorkerError::retryable(anyhow::anyhow!(
+                "{unsent_elsewhere} dead letters of this batch are being sent by another invocation"
+            )));
+        }
+        Ok(sent.len())
+    }
 
-        self.produce_all(fresh.iter().copied(), 1).await?;
-        self.record(fresh.into_iter(), 1).await?;
-        Ok(fresh_len)
+    /// Marks claimed dead letters sent, or gives the claims back (`sent` false).
+    async fn mark<'a>(
+        &self,
+        items: impl Iterator<Item = &'a (Record, String)>,
+        sent: bool,
+    ) -> Result<(), WorkerError> {
+        let (mut topics, mut partitions, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
+        for (record, _) in items {
+            topics.push(record.topic.as_str());
+            partitions.push(record.partition);
+            offsets.push(record.offset);
+        }
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let statement = if sent {
+            "UPDATE kafka_dead_letters d SET sent_at = now()
+               FROM unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
+              WHERE d.consumer = $1 AND d.topic = r.topic AND d.partition = r.partition
+                AND d.\"offset\" = r.off"
+        } else {
+            "DELETE FROM kafka_dead_letters d
+              USING unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
+              WHERE d.consumer = $1 AND d.topic = r.topic AND d.partition = r.partition
+                AND d.\"offset\" = r.off AND d.sent_at IS NULL"
+        };
+        sqlx::query(statement)
+            .bind(&self.consumer)
+            .bind(&topics)
+            .bind(&partitions)
+            .bind(&offsets)
+            .execute(&self.db)
+            .await
+            .map_err(classify)?;
+        Ok(())
     }
 
     /// Sends records whose processing failed `attempts` times, without asking the ledger first:
@@ -232,16 +327,23 @@ impl DeadLetters {
         let mut partitions = Vec::new();
         let mut offsets = Vec::new();
         let mut reasons = Vec::new();
+        let mut seen = HashSet::new();
         for (record, reason) in sent {
+            if !seen.insert((record.topic.as_str(), record.partition, record.offset)) {
+                continue;
+            }
             topics.push(record.topic.as_str());
             partitions.push(record.partition);
             offsets.push(record.offset);
             reasons.push(reason.as_str());
         }
         sqlx::query(
-            "INSERT INTO kafka_dead_letters (consumer, topic, partition, \"offset\", reason, attempts)
-             SELECT $1, r.*, $6 FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS r
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO kafka_dead_letters AS d
+                    (consumer, topic, partition, \"offset\", reason, attempts, sent_at)
+             SELECT $1, r.*, $6, now()
+               FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS r
+             ON CONFLICT (consumer, topic, partition, \"offset\") DO UPDATE
+                SET sent_at = coalesce(d.sent_at, now())",
         )
         .bind(&self.consumer)
         .bind(&topics)
