@@ -9,7 +9,7 @@ use chrono::{NaiveDate, Utc};
 use domain::budget::{counter_key, status_key};
 use domain::metrics::KST;
 use integration_tests::{
-    RedisServer, TestAws, TestDb, create_topics, kafka_brokers, kafka_event, read_topic, unique,
+    RedisServer, TestAws, TestDb, create_topics, kafka_event, read_topic, unique,
 };
 use redis::AsyncCommands as _;
 use secrecy::SecretString;
@@ -43,11 +43,7 @@ impl World {
         let deps = Deps {
             db: db.pool.clone(),
             redis: adapters::redis::connect_lazy(&redis_config)?,
-            dead_letters: adapters::kafka::DeadLetters::new(
-                &kafka_brokers(),
-                db.pool.clone(),
-                CONSUMER,
-            )?,
+            dead_letters: integration_tests::dead_letters(&db.pool, CONSUMER)?,
             sns: adapters::aws::sns(&aws.sdk),
             operator_alerts_topic_arn: operators,
             redis_budget: Duration::from_secs(3),

@@ -89,11 +89,7 @@ async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow:
     create_topics(&[&topic, &format!("{topic}-dlq")]).await?;
     let deps = Arc::new(Deps {
         db: db.pool.clone(),
-        dead_letters: adapters::kafka::DeadLetters::new(
-            &kafka_brokers(),
-            db.pool.clone(),
-            CONSUMER,
-        )?,
+        dead_letters: integration_tests::dead_letters(&db.pool, CONSUMER)?,
     });
     let (invoke_base, calls) = function_endpoint(Arc::clone(&deps)).await?;
 

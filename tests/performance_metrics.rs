@@ -19,13 +19,16 @@ async fn world() -> anyhow::Result<World> {
     let db = TestDb::new().await?;
     let topic = unique("t-performance-metrics-");
     create_topics(&[&format!("{topic}-dlq")]).await?;
-    let dead_letters =
-        adapters::kafka::DeadLetters::new(&kafka_brokers(), db.pool.clone(), CONSUMER)?;
-    let deps = Deps {
-        db: db.pool.clone(),
-        dead_letters,
-    };
+    let deps = deps(&db)?;
     Ok(World { db, topic, deps })
+}
+
+/// The function's dependencies on this test's database: call twice for two instances.
+fn deps(db: &TestDb) -> anyhow::Result<Deps> {
+    Ok(Deps {
+        db: db.pool.clone(),
+        dead_letters: integration_tests::dead_letters(&db.pool, CONSUMER)?,
+    })
 }
 
 #[tokio::test]
@@ -140,14 +143,7 @@ async fn a_database_outage_fails_the_invocation_and_the_retry_converges() -> any
 async fn the_same_batch_at_once_dead_letters_each_record_once() -> anyhow::Result<()> {
     let w = world().await?;
     let event = load_kafka_event("performance-metrics.json", "performance-metrics", &w.topic)?;
-    let other = Deps {
-        db: w.db.pool.clone(),
-        dead_letters: adapters::kafka::DeadLetters::new(
-            &kafka_brokers(),
-            w.db.pool.clone(),
-            CONSUMER,
-        )?,
-    };
+    let other = deps(&w.db)?;
     for _ in 0..3 {
         let (a, b) = tokio::join!(
             handle(event.clone(), &w.deps),

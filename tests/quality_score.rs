@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{
-    TestAws, TestDb, create_topics, kafka_brokers, load_kafka_event, read_topic, unique,
-};
+use integration_tests::{TestAws, TestDb, create_topics, load_kafka_event, read_topic, unique};
 use quality_score::{CONSUMER, Deps, handle};
 use serde_json::Value;
 
@@ -33,11 +31,7 @@ impl World {
     fn deps(&self, alerts_arn: &str) -> anyhow::Result<Deps> {
         Ok(Deps {
             db: self.db.pool.clone(),
-            dead_letters: adapters::kafka::DeadLetters::new(
-                &kafka_brokers(),
-                self.db.pool.clone(),
-                CONSUMER,
-            )?,
+            dead_letters: integration_tests::dead_letters(&self.db.pool, CONSUMER)?,
             sns: adapters::aws::sns(&self.aws.sdk),
             advertiser_alerts_topic_arn: alerts_arn.to_owned(),
         })

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use adapters::kafka::KafkaBatchSummary;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use domain::metrics::parse_window;
-use integration_tests::{BenchResult, TestDb, create_topics, kafka_brokers, record_bench, unique};
+use integration_tests::{BenchResult, TestDb, create_topics, record_bench, unique};
 use performance_metrics::{CONSUMER, Deps, handle};
 use serde_json::json;
 
@@ -114,11 +114,7 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
         .await?;
     let deps = QualityDeps {
         db: db.pool.clone(),
-        dead_letters: adapters::kafka::DeadLetters::new(
-            &kafka_brokers(),
-            db.pool.clone(),
-            QUALITY,
-        )?,
+        dead_letters: integration_tests::dead_letters(&db.pool, QUALITY)?,
         sns,
         advertiser_alerts_topic_arn: alerts.topic_arn.unwrap_or_default(),
     };
@@ -241,7 +237,7 @@ async fn bench_budget_sync(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
             response_timeout: Duration::from_secs(3),
             retries: 3,
         })?,
-        dead_letters: adapters::kafka::DeadLetters::new(&kafka_brokers(), db.pool.clone(), BUDGET)?,
+        dead_letters: integration_tests::dead_letters(&db.pool, BUDGET)?,
         sns: adapters::aws::sns(&aws.sdk),
         operator_alerts_topic_arn: String::new(),
         redis_budget: Duration::from_secs(10),
@@ -454,11 +450,7 @@ async fn bench_performance_metrics(db: &TestDb) -> anyhow::Result<Vec<BenchResul
     create_topics(&[&format!("{topic}-dlq")]).await?;
     let deps = Deps {
         db: db.pool.clone(),
-        dead_letters: adapters::kafka::DeadLetters::new(
-            &kafka_brokers(),
-            db.pool.clone(),
-            CONSUMER,
-        )?,
+        dead_letters: integration_tests::dead_letters(&db.pool, CONSUMER)?,
     };
 
     println!("performance-metrics: records/s (local PostgreSQL; median of the rounds)");

@@ -535,6 +535,14 @@ pub fn kafka_brokers() -> String {
     env_or("KAFKA_BROKERS", "127.0.0.1:9092")
 }
 
+/// A dead-letter producer for `consumer` on the local broker, with its ledger in `db`.
+pub fn dead_letters(
+    db: &sqlx::PgPool,
+    consumer: &str,
+) -> anyhow::Result<adapters::kafka::DeadLetters> {
+    adapters::kafka::DeadLetters::new(&kafka_brokers(), db.clone(), consumer)
+}
+
 /// Creates topics on the local broker (it does not create them on first use).
 pub async fn create_topics(names: &[&str]) -> anyhow::Result<()> {
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

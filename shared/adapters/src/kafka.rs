@@ -105,6 +105,36 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
     out
 }
 
+/// Dead letters as the ledger's columns, one row per record even if a broken event lists a
+/// record twice (an `INSERT ... ON CONFLICT DO UPDATE` may not touch a row twice).
+struct Rows<'a> {
+    topics: Vec<&'a str>,
+    partitions: Vec<i32>,
+    offsets: Vec<i64>,
+    reasons: Vec<&'a str>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(items: impl Iterator<Item = &'a (Record, String)>) -> Self {
+        let mut rows = Self {
+            topics: Vec::new(),
+            partitions: Vec::new(),
+            offsets: Vec::new(),
+            reasons: Vec::new(),
+        };
+        let mut seen = HashSet::new();
+        for (record, reason) in items {
+            if seen.insert((record.topic.as_str(), record.partition, record.offset)) {
+                rows.topics.push(record.topic.as_str());
+                rows.partitions.push(record.partition);
+                rows.offsets.push(record.offset);
+                rows.reasons.push(reason.as_str());
+            }
+        }
+        rows
+    }
+}
+
 /// How long a claimed dead letter may stay unsent before another invocation takes it over:
 /// well past the producer's 10 s delivery timeout.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -171,21 +201,7 @@ impl DeadLetters {
         if rejected.is_empty() {
             return Ok(0);
         }
-        let mut topics = Vec::with_capacity(rejected.len());
-        let mut partitions = Vec::with_capacity(rejected.len());
-        let mut offsets = Vec::with_capacity(rejected.len());
-        let mut reasons = Vec::with_capacity(rejected.len());
-        let mut seen = HashSet::new();
-        for (record, reason) in rejected {
-            // One row per record, even if a broken event lists a record twice.
-            if !seen.insert((record.topic.as_str(), record.partition, record.offset)) {
-                continue;
-            }
-            topics.push(record.topic.as_str());
-            partitions.push(record.partition);
-            offsets.push(record.offset);
-            reasons.push(reason.as_str());
-        }
+        let rows = Rows::of(rejected.iter());
         let (claimed, unsent_elsewhere): (Vec<(String, i32, i64)>, i64) = {
             let mut tx = self.db.begin().await.map_err(classify)?;
             let claimed: Vec<(String, i32, i64)> = sqlx::query_as(
@@ -197,10 +213,10 @@ impl DeadLetters {
                  RETURNING topic, partition, \"offset\"",
             )
             .bind(&self.consumer)
-            .bind(&topics)
-            .bind(&partitions)
-            .bind(&offsets)
-            .bind(&reasons)
+            .bind(&rows.topics)
+            .bind(&rows.partitions)
+            .bind(&rows.offsets)
+            .bind(&rows.reasons)
             .bind(CLAIM_TIMEOUT.as_secs_f64())
             .fetch_all(&mut *tx)
             .await
@@ -212,9 +228,9 @@ impl DeadLetters {
                   WHERE d.consumer = $1 AND d.sent_at IS NULL",
             )
             .bind(&self.consumer)
-            .bind(&topics)
-            .bind(&partitions)
-            .bind(&offsets)
+            .bind(&rows.topics)
+            .bind(&rows.partitions)
+            .bind(&rows.offsets)
             .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
@@ -257,13 +273,8 @@ impl DeadLetters {
         items: impl Iterator<Item = &'a (Record, String)>,
         sent: bool,
     ) -> Result<(), WorkerError> {
-        let (mut topics, mut partitions, mut offsets) = (Vec::new(), Vec::new(), Vec::new());
-        for (record, _) in items {
-            topics.push(record.topic.as_str());
-            partitions.push(record.partition);
-            offsets.push(record.offset);
-        }
-        if topics.is_empty() {
+        let rows = Rows::of(items);
+        if rows.topics.is_empty() {
             return Ok(());
         }
         let statement = if sent {
@@ -279,9 +290,9 @@ impl DeadLetters {
         };
         sqlx::query(statement)
             .bind(&self.consumer)
-            .bind(&topics)
-            .bind(&partitions)
-            .bind(&offsets)
+            .bind(&rows.topics)
+            .bind(&rows.partitions)
+            .bind(&rows.offsets)
             .execute(&self.db)
             .await
             .map_err(classify)?;
@@ -323,20 +334,7 @@ impl DeadLetters {
         sent: impl Iterator<Item = &(Record, String)>,
         attempts: u32,
     ) -> Result<(), WorkerError> {
-        let mut topics = Vec::new();
-        let mut partitions = Vec::new();
-        let mut offsets = Vec::new();
-        let mut reasons = Vec::new();
-        let mut seen = HashSet::new();
-        for (record, reason) in sent {
-            if !seen.insert((record.topic.as_str(), record.partition, record.offset)) {
-                continue;
-            }
-            topics.push(record.topic.as_str());
-            partitions.push(record.partition);
-            offsets.push(record.offset);
-            reasons.push(reason.as_str());
-        }
+        let rows = Rows::of(sent);
         sqlx::query(
             "INSERT INTO kafka_dead_letters AS d
                     (consumer, topic, partition, \"offset\", reason, attempts, sent_at)
@@ -346,10 +344,10 @@ impl DeadLetters {
                 SET sent_at = coalesce(d.sent_at, now())",
         )
         .bind(&self.consumer)
-        .bind(&topics)
-        .bind(&partitions)
-        .bind(&offsets)
-        .bind(&reasons)
+        .bind(&rows.topics)
+        .bind(&rows.partitions)
+        .bind(&rows.offsets)
+        .bind(&rows.reasons)
         .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
         .execute(&self.db)
         .await
