@@ -124,7 +124,7 @@ fn decode(message: &SqsMessage) -> Result<Decoded<WebtoonRequest>, WorkerError> 
         .body
         .as_deref()
         .ok_or_else(|| WorkerError::permanent("message has no body"))?;
-    let request = parse_request(kind, body)?;
+    let request = parse_request(kind, body, chrono::Utc::now())?;
     Ok(Decoded {
         group: request.key.to_string(),
         item: request,

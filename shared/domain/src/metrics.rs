@@ -2,7 +2,7 @@
 //! Validation rules live here; the function stores valid windows set-based, keyed by
 //! (campaign, window size, window start), so a duplicate window is a no-op.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, FixedOffset, NaiveDate, Utc};
 use serde::Deserialize;
 
 use crate::WorkerError;
@@ -77,6 +77,10 @@ impl MetricWindow {
     }
 }
 
+/// The most impressions (and so clicks and conversions) one window may count: far above any
+/// campaign, and low enough that a month of hourly windows sums well inside a `bigint`.
+pub const MAX_WINDOW_COUNT: i64 = 1_000_000_000_000;
+
 pub fn parse_window(value: &[u8]) -> Result<MetricWindow, WorkerError> {
     let w: WireWindow = crate::text::json_object(value)?;
     if w.campaign_id <= 0 || w.advertiser_id <= 0 {
@@ -93,8 +97,20 @@ pub fn parse_window(value: &[u8]) -> Result<MetricWindow, WorkerError> {
             w.window_size.as_str()
         )));
     }
+    if !(2000..=9999).contains(&w.window_start.year()) {
+        return Err(WorkerError::permanent(format_args!(
+            "window_start {} is outside the years 2000-9999",
+            w.window_start
+        )));
+    }
     if w.impressions < 0 || w.clicks < 0 || w.conversions < 0 {
         return Err(WorkerError::permanent("counts must be non-negative"));
+    }
+    if w.impressions > MAX_WINDOW_COUNT {
+        return Err(WorkerError::permanent(format_args!(
+            "impressions {} exceed {MAX_WINDOW_COUNT} in one window",
+            w.impressions
+        )));
     }
     if w.clicks > w.impressions {
         return Err(WorkerError::permanent(format_args!(
@@ -134,6 +150,18 @@ mod tests {
     const GOOD: &str = r#"{"campaign_id": 7, "advertiser_id": 3, "window_size": "5m",
         "window_start": "2026-11-20T15:05:00Z", "impressions": 1000, "clicks": 40,
         "conversions": 4, "cost": 12.345678}"#;
+
+    #[test]
+    fn counts_and_times_the_database_cannot_sum_or_hold_are_refused() {
+        let huge = GOOD.replace("\"impressions\": 1000", "\"impressions\": 1000000000000000");
+        assert!(reason(&huge).contains("exceed"), "{}", reason(&huge));
+        let ancient = GOOD.replace("2026-11-20T15:05:00Z", "1900-01-01T00:05:00Z");
+        assert!(
+            reason(&ancient).contains("2000-9999"),
+            "{}",
+            reason(&ancient)
+        );
+    }
 
     fn reason(body: &str) -> String {
         match parse_window(body.as_bytes()) {

@@ -231,10 +231,24 @@ struct WireRequest {
     episodes: Vec<Episode>,
 }
 
-/// Decodes and validates one request body. Every error is permanent: the same bytes will fail
-/// the same way on every delivery.
-pub fn parse_request(kind: RequestKind, body: &str) -> Result<WebtoonRequest, WorkerError> {
+/// How far ahead of the time a request is received its `requested_at` may be (clock skew).
+pub const MAX_REQUEST_CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// Decodes and validates one request body received at `received_at`. Every error is permanent:
+/// the same bytes will fail the same way on every delivery. A `requested_at` from the future is
+/// refused: it would make every real update of that webtoon look older, and answer `stale`.
+pub fn parse_request(
+    kind: RequestKind,
+    body: &str,
+    received_at: DateTime<Utc>,
+) -> Result<WebtoonRequest, WorkerError> {
     let wire: WireRequest = crate::text::json_object(body.as_bytes())?;
+    if wire.requested_at > received_at + MAX_REQUEST_CLOCK_SKEW {
+        return Err(WorkerError::permanent(format_args!(
+            "requested_at {} is in the future (received at {received_at})",
+            wire.requested_at
+        )));
+    }
     let request_id = non_blank("request_id", wire.request_id, 200)?;
     let external_id = non_blank("external_id", wire.external_id, MAX_EXTERNAL_ID_CHARS)?;
     let title = wire
@@ -456,8 +470,24 @@ mod tests {
                       "published_at": "2010-06-30"}]
     }"#;
 
+    /// When the test messages arrive: a day after they were requested.
+    fn received() -> DateTime<Utc> {
+        "2026-11-21T00:00:00Z".parse().expect("instant")
+    }
+
     fn parse(kind: RequestKind, body: &str) -> Result<WebtoonRequest, WorkerError> {
-        parse_request(kind, body)
+        parse_request(kind, body, received())
+    }
+
+    #[test]
+    fn a_request_from_the_future_is_refused() {
+        let body = CREATE.replace("2026-11-20T01:02:03Z", "2099-01-01T00:00:00Z");
+        assert!(reason(parse(RequestKind::Create, &body)).contains("in the future"));
+        let skewed = CREATE.replace("2026-11-20T01:02:03Z", "2026-11-21T00:04:00Z");
+        assert!(
+            parse(RequestKind::Create, &skewed).is_ok(),
+            "within the clock skew"
+        );
     }
 
     fn reason(result: Result<WebtoonRequest, WorkerError>) -> String {
