@@ -238,9 +238,11 @@ impl DeadLetters {
             let claimed_len = i64::try_from(claimed.len()).unwrap_or(i64::MAX);
             (claimed, unsent - claimed_len)
         };
+        let mut claimed: HashSet<(String, i32, i64)> = claimed.into_iter().collect();
+        // Each claimed record once, even if the event lists it twice.
         let mine: Vec<&(Record, String)> = rejected
             .iter()
-            .filter(|(r, _)| claimed.contains(&(r.topic.clone(), r.partition, r.offset)))
+            .filter(|(r, _)| claimed.remove(&(r.topic.clone(), r.partition, r.offset)))
             .collect();
         let results = join_all(
             mine.iter()
