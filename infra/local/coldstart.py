@@ -55,7 +55,7 @@ def function_env(name, port):
     return env
 
 
-def init_ms(binary, env, server):
+def init_ms(binary, env):
     RuntimeApi.polled = None
     started = time.perf_counter()
     process = subprocess.Popen([str(binary)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -83,7 +83,7 @@ def main():
     for name in names:
         binary = ROOT / "target/lambda" / name / "bootstrap"
         env = function_env(name, port)
-        times = [init_ms(binary, env, server) for _ in range(RUNS)]
+        times = [init_ms(binary, env) for _ in range(RUNS)]
         size = binary.stat().st_size / (1024 * 1024)
         print(f"{name:<20} {size:>10.1f} {statistics.median(times):>14.1f}")
     server.shutdown()
