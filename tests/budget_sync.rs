@@ -314,3 +314,62 @@ async fn redis_stopped_mid_test_queues_the_corrections_and_a_later_batch_applies
     assert!(w.notifications().await?.is_empty(), "notified only once");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_correction_redis_refuses_is_recorded_refused_never_applied() -> anyhow::Result<()> {
+    let mut w = World::new().await?;
+    w.set_counter(101, 20_000).await?;
+    w.set_counter(102, i64::MAX - 10).await?;
+    let mut redis = w.redis.connection().await?;
+    let () = redis.set(counter_key(103, w.today), "garbage").await?;
+
+    // 101 is corrected; 102's counter would overflow and 103's is not a number: neither
+    // fails the batch, and neither is taken for applied.
+    let event = w.event(
+        0,
+        &[
+            sync(101, 20_000, 10_000, false),
+            sync(102, 1_000, 100_000, false),
+            sync(103, 1_000, 100_000, false),
+        ],
+    )?;
+    let summary = handle(event.clone(), &w.deps).await?;
+    assert_eq!((summary.applied, summary.rejected), (3, 0));
+    assert_eq!(
+        w.corrections().await?,
+        [
+            (101, 0, "applied".to_owned()),
+            (102, 1, "refused".to_owned()),
+            (103, 2, "refused".to_owned()),
+        ]
+    );
+    assert_eq!(w.counter(101).await?, Some(10_000));
+    assert_eq!(w.counter(102).await?, Some(i64::MAX - 10), "untouched");
+    let garbage: Option<String> = redis.get(counter_key(103, w.today)).await?;
+    assert_eq!(garbage.as_deref(), Some("garbage"));
+    let markers: Vec<String> = redis.keys("budget:sync:*").await?;
+    assert_eq!(
+        markers.len(),
+        1,
+        "only the applied correction left a marker: {markers:?}"
+    );
+
+    // A replay changes nothing.
+    assert_eq!(handle(event, &w.deps).await?.applied, 0);
+    assert_eq!(w.counter(102).await?, Some(i64::MAX - 10));
+
+    // Queued while Redis was away, refused when it is back: marked refused, not applied.
+    w.redis.stop().await?;
+    handle(w.event(3, &[sync(102, 2_000, 200_000, false)])?, &w.deps).await?;
+    assert_eq!(w.corrections().await?[3], (102, 3, "pending".to_owned()));
+    w.redis.start_again().await?;
+    handle(w.event(4, &[sync(202, 10, 10, false)])?, &w.deps).await?;
+    assert_eq!(w.corrections().await?[3], (102, 3, "refused".to_owned()));
+    assert_eq!(w.counter(102).await?, Some(i64::MAX - 10));
+    let corrected_at: Option<chrono::DateTime<Utc>> =
+        sqlx::query_scalar("SELECT corrected_at FROM budget_sync_accuracy WHERE \"offset\" = 3")
+            .fetch_one(&w.db.pool)
+            .await?;
+    assert_eq!(corrected_at, None);
+    Ok(())
+}

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use adapters::kafka::{DeadLetters, KafkaBatchSummary, Retry};
+use adapters::kafka::{KafkaBatchSummary, Retry};
 use aws_lambda_events::event::kafka::KafkaEvent;
 use coupon_issue::{CONSUMER, Deps, handle, lookup};
 use domain::coupon::Outcome;
@@ -34,8 +34,7 @@ impl World {
 
     fn deps_on(&self, db: PgPool, retry: Retry) -> anyhow::Result<Deps> {
         Ok(Deps {
-            dead_letters: DeadLetters::new(&kafka_brokers(), db.clone(), CONSUMER)?
-                .to_topic(&self.dlq),
+            dead_letters: integration_tests::dead_letters(&db, CONSUMER)?.to_topic(&self.dlq),
             db,
             retry,
         })

@@ -4,9 +4,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{
-    TestDb, create_topics, kafka_brokers, load_kafka_event, read_topic, unique,
-};
+use integration_tests::{TestDb, create_topics, load_kafka_event, read_topic, unique};
 use performance_metrics::{CONSUMER, Deps, handle};
 
 struct World {
@@ -116,7 +114,7 @@ async fn a_database_outage_fails_the_invocation_and_the_retry_converges() -> any
     let down_pool = adapters::db::pool_with(&config, w.db.options.clone().port(1));
     let down = Deps {
         db: down_pool.clone(),
-        dead_letters: adapters::kafka::DeadLetters::new(&kafka_brokers(), down_pool, CONSUMER)?,
+        dead_letters: integration_tests::dead_letters(&down_pool, CONSUMER)?,
     };
     let err = handle(event.clone(), &down)
         .await
@@ -195,5 +193,103 @@ async fn a_reason_postgres_cannot_store_is_stored_all_the_same() -> anyhow::Resu
         "{reasons:?}"
     );
     assert!(reasons[2].contains("JSON object"), "{reasons:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_record_too_large_for_the_dlq_goes_to_s3_and_redrive_brings_it_back() -> anyhow::Result<()>
+{
+    let w = world().await?;
+    create_topics(&[&w.topic]).await?;
+    let good = r#"{"campaign_id": 1001, "advertiser_id": 501, "window_size": "1m", "window_start": "2026-11-20T15:01:00Z", "impressions": 10, "clicks": 1, "conversions": 0, "cost": 1.5}"#;
+    // Over the dead-letter topic's budget, under the client's and broker's 1,000,000 bytes, so
+    // the redriven record fits the topic it came from.
+    let large = format!("{{\"padding\": \"{}\"}}", "x".repeat(950_000));
+    let values = [large.clone(), good.to_owned()];
+    let event = integration_tests::kafka_event(
+        &w.topic,
+        0,
+        chrono::Utc::now().timestamp_millis(),
+        &values,
+    )?;
+    let summary = handle(event.clone(), &w.deps).await?;
+    assert_eq!((summary.applied, summary.rejected), (1, 1));
+    assert_eq!(handle(event, &w.deps).await?.rejected, 1, "a replay");
+
+    let dlq = format!("{}-dlq", w.topic);
+    let dead = read_topic(&dlq, 2, Duration::from_secs(5)).await?;
+    assert_eq!(dead.len(), 1, "sent once");
+    assert_eq!(dead[0].headers["dlq.claim-check"], "s3");
+    assert_eq!(dead[0].headers["dlq.original.offset"], "0");
+    let claimed: adapters::kafka::ClaimedRecord = serde_json::from_slice(&dead[0].payload)?;
+    assert_eq!(claimed.value.size, large.len() as u64);
+    assert_eq!(
+        claimed.value.object,
+        format!("dead-letters/{CONSUMER}/{}/0/0/value", w.topic)
+    );
+    let s3 = integration_tests::local_s3();
+    assert_eq!(claimed.value.fetch(&s3).await?, large.as_bytes());
+
+    let aws = integration_tests::TestAws::new().await?;
+    let kafka = adapters::config::KafkaConfig {
+        brokers: integration_tests::kafka_brokers(),
+        auth: adapters::config::KafkaAuth::Plaintext,
+    };
+    let group = unique("redrive-");
+    let redriven = devtools::redrive::redrive(&kafka, &aws.sdk, &dlq, &group).await?;
+    assert_eq!(redriven.per_topic.get(&w.topic), Some(&1));
+    let back = read_topic(&w.topic, 1, Duration::from_secs(10)).await?;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].payload, large.as_bytes(), "the original bytes");
+    assert!(!back[0].headers.contains_key("dlq.claim-check"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_claim_held_by_a_live_invocation_waits_and_an_abandoned_one_is_taken_over()
+-> anyhow::Result<()> {
+    let w = world().await?;
+    let event = load_kafka_event("performance-metrics.json", "performance-metrics", &w.topic)?;
+    // Another invocation claimed record 41 a moment ago and has not sent it yet.
+    sqlx::query(
+        "INSERT INTO kafka_dead_letters (consumer, topic, partition, \"offset\", reason, sent_at)
+         VALUES ($1, $2, 1, 41, 'claimed elsewhere', NULL)",
+    )
+    .bind(CONSUMER)
+    .bind(&w.topic)
+    .execute(&w.db.pool)
+    .await?;
+    let err = handle(event.clone(), &w.deps)
+        .await
+        .expect_err("a live claim holds the batch");
+    assert!(err.is_retryable(), "{err}");
+    let dlq = format!("{}-dlq", w.topic);
+    let dead = read_topic(&dlq, 2, Duration::from_secs(3)).await?;
+    assert_eq!(
+        dead.iter()
+            .map(|d| d.headers["dlq.original.offset"].as_str())
+            .collect::<Vec<_>>(),
+        ["42"],
+        "the other rejection went out"
+    );
+
+    // That invocation died: once its claim is older than the timeout, this one sends it.
+    sqlx::query(
+        "UPDATE kafka_dead_letters SET claimed_at = now() - make_interval(secs => $1)
+          WHERE \"offset\" = 41",
+    )
+    .bind(adapters::kafka::CLAIM_TIMEOUT.as_secs_f64() + 1.0)
+    .execute(&w.db.pool)
+    .await?;
+    let summary = handle(event.clone(), &w.deps).await?;
+    assert_eq!(summary.rejected, 2);
+    assert_eq!(read_topic(&dlq, 3, Duration::from_secs(3)).await?.len(), 2);
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM kafka_dead_letters WHERE sent_at IS NOT NULL")
+            .await?,
+        2
+    );
+    handle(event, &w.deps).await?;
+    assert_eq!(read_topic(&dlq, 3, Duration::from_secs(3)).await?.len(), 2);
     Ok(())
 }

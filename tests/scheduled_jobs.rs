@@ -270,6 +270,55 @@ async fn daily_rollup_rolls_up_checks_against_raw_events_and_reruns_to_the_same_
 }
 
 #[tokio::test]
+async fn daily_rollup_leaves_out_a_campaign_whose_sums_pass_bigint_and_rolls_up_the_rest()
+-> anyhow::Result<()> {
+    let (db, mut aws) = (TestDb::new().await?, TestAws::new().await?);
+    let deps = daily_rollup::Deps {
+        reporter: reporter(&db, &mut aws).await?,
+    };
+    let day = recent_day();
+    let (fine, huge) = ((1, 10), (2, 20));
+    hourly_windows(&db.pool, day, fine, (100, 10, 1, 1_000_000)).await?;
+    // 24 windows of 10^18 micros each: the day's cost sums past i64::MAX.
+    hourly_windows(&db.pool, day, huge, (100, 10, 1, 1_000_000_000_000_000_000)).await?;
+    raw_events(&db.pool, day, huge, "click", 3, i64::MAX / 2).await?;
+
+    let summary = daily_rollup::handle(json!({"date": day}), &deps).await?;
+    assert_eq!(summary["daily_rows"], 1, "{summary}");
+    assert_eq!(summary["overflowing_campaigns"], 1, "{summary}");
+    let daily: Vec<i64> = sqlx::query_scalar("SELECT campaign_id FROM campaign_daily_stats")
+        .fetch_all(&db.pool)
+        .await?;
+    assert_eq!(daily, [1]);
+    let monthly: Vec<i64> = sqlx::query_scalar("SELECT campaign_id FROM campaign_monthly_stats")
+        .fetch_all(&db.pool)
+        .await?;
+    assert_eq!(monthly, [1]);
+    let review: (String, String) = sqlx::query_as(
+        "SELECT metric, status FROM rollup_reviews WHERE campaign_id = 2 AND stat_date = $1",
+    )
+    .bind(day)
+    .fetch_one(&db.pool)
+    .await?;
+    assert_eq!(
+        review,
+        (
+            "cost_micros: the day sums past bigint".to_owned(),
+            "open".to_owned()
+        )
+    );
+    assert!(
+        reviews_listed(&summary).contains(&(2, review.0.clone())),
+        "{summary}"
+    );
+    // A re-run comes to the same state.
+    let before = state(&db.pool, ROLLUP_STATE).await?;
+    daily_rollup::handle(json!({"date": day}), &deps).await?;
+    assert_eq!(state(&db.pool, ROLLUP_STATE).await?, before);
+    Ok(())
+}
+
+#[tokio::test]
 async fn budget_settlement_classifies_every_campaign_and_fails_cleanly_without_redis()
 -> anyhow::Result<()> {
     let (db, mut aws) = (TestDb::new().await?, TestAws::new().await?);
@@ -385,6 +434,38 @@ async fn budget_settlement_classifies_every_campaign_and_fails_cleanly_without_r
             .await?
             .contains(&budget_settlement::report_key(other))
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn budget_settlement_settles_the_day_when_a_counter_or_deductions_are_absurd()
+-> anyhow::Result<()> {
+    let (db, mut aws) = (TestDb::new().await?, TestAws::new().await?);
+    let redis = RedisServer::start().await?;
+    let deps = budget_settlement::Deps {
+        reporter: reporter(&db, &mut aws).await?,
+        redis: adapters::redis::connect_lazy(&redis_config(&redis))?,
+        s3: aws.s3.clone(),
+        report_bucket: aws.bucket.clone(),
+    };
+    let day = recent_day();
+    // c1 is ordinary; c2's counter is near i64::MAX; c3's deductions sum past a bigint.
+    raw_events(&db.pool, day, (1, 100), "click", 10, 100_000_000).await?;
+    raw_events(&db.pool, day, (3, 100), "click", 3, i64::MAX / 2).await?;
+    let mut conn = redis.connection().await?;
+    for (campaign, spent) in [(1, 1000), (2, i64::MAX - 1), (3, 10)] {
+        let () = conn.set(counter_key(campaign, day), spent).await?;
+    }
+
+    let summary = budget_settlement::handle(json!({"date": day}), &deps).await?;
+    assert_eq!(summary["counters_unreadable"], 1, "{summary}");
+    assert_eq!(summary["campaigns"], 2, "{summary}");
+    let items: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT campaign_id, classification FROM budget_settlement_items ORDER BY campaign_id",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    assert_eq!(items, [(1, "match".to_owned()), (3, "db_over".to_owned())]);
     Ok(())
 }
 

@@ -211,6 +211,16 @@ class KafkaConsumers(unittest.TestCase):
                     self.assertTrue(allows(statements, action, dead_arn), f"{function}: {action} on {dead_arn}")
                 self.assertIn(dead, [t["Name"] for t in render.load(TEMPLATE)["Metadata"]["KafkaTopics"]],
                               f"{dead} is not in Metadata.KafkaTopics")
+            # A dead letter too large for its topic goes to the bucket first (a claim check).
+            bucket = env(function).get("DEAD_LETTER_BUCKET")
+            self.assertIn(target(bucket) if isinstance(bucket, dict) else None, of_type("AWS::S3::Bucket"),
+                          f"{function}: DEAD_LETTER_BUCKET names no bucket of the stack")
+            group = props["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"]
+            self.assertTrue(any("s3:PutObject" in as_list(s["Action"])
+                                and target(bucket) in json.dumps(s["Resource"])
+                                and f"/dead-letters/{group}/*" in json.dumps(s["Resource"])
+                                for s in statements),
+                            f"{function}: cannot write oversized dead letters under dead-letters/{group}/")
             rejected = alarms_on("Rejected", "FunctionName", {"Ref": function})
             exhausted = alarms_on("Exhausted", "FunctionName", {"Ref": function})
             self.assertTrue(set(rejected) & set(exhausted), f"{function}: no alarm on its dead letters")

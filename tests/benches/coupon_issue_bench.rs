@@ -9,11 +9,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use adapters::kafka::{DeadLetters, Retry};
+use adapters::kafka::Retry;
 use coupon_issue::{CONSUMER, Deps, handle};
 use integration_tests::{
-    BenchResult, TestDb, create_topics, db_config, kafka_brokers, kafka_event_on, record_bench,
-    unique,
+    BenchResult, TestDb, create_topics, db_config, kafka_event_on, record_bench, unique,
 };
 use serde_json::json;
 use sqlx::PgPool;
@@ -60,7 +59,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 fn deps(db: PgPool, dlq: &str) -> anyhow::Result<Deps> {
     Ok(Deps {
-        dead_letters: DeadLetters::new(&kafka_brokers(), db.clone(), CONSUMER)?.to_topic(dlq),
+        dead_letters: integration_tests::dead_letters(&db, CONSUMER)?.to_topic(dlq),
         db,
         retry: Retry::seed(),
     })

@@ -535,12 +535,53 @@ pub fn kafka_brokers() -> String {
     env_or("KAFKA_BROKERS", "127.0.0.1:9092")
 }
 
-/// A dead-letter producer for `consumer` on the local broker, with its ledger in `db`.
+/// A dead-letter producer for `consumer` on the local broker, with its ledger in `db` and the
+/// local stack's dead-letter bucket for oversized records.
 pub fn dead_letters(
     db: &sqlx::PgPool,
     consumer: &str,
 ) -> anyhow::Result<adapters::kafka::DeadLetters> {
-    adapters::kafka::DeadLetters::new(&kafka_brokers(), db.clone(), consumer)
+    adapters::kafka::DeadLetters::new(
+        &kafka_brokers(),
+        db.clone(),
+        local_s3(),
+        stack_resource("DeadLetterBucket")?,
+        consumer,
+    )
+}
+
+/// An S3 client for the local AWS endpoint, built without awaiting anything.
+pub fn local_s3() -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(env_or("AWS_ENDPOINT_URL", "http://127.0.0.1:5000"))
+        .region(aws_sdk_s3::config::Region::new(env_or(
+            "AWS_REGION",
+            "ap-northeast-2",
+        )))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "local-stack",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// The local name of a resource of template.yaml, as `make up` provisioned it.
+pub fn stack_resource(logical_id: &str) -> anyhow::Result<String> {
+    let path = repo_root().join(".stack/resources.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("read {} (run make up)", path.display()))?;
+    let resources: HashMap<String, serde_json::Value> = serde_json::from_str(&text)?;
+    resources
+        .get(logical_id)
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .with_context(|| format!("{logical_id} is not in {}", path.display()))
 }
 
 /// Creates topics on the local broker (it does not create them on first use).

@@ -16,7 +16,7 @@ use adapters::{aws, config, db};
 use aws_sdk_s3::primitives::ByteStream;
 use chrono::NaiveDate;
 use domain::WorkerError;
-use domain::budget::{counter_pattern, parse_counter_key};
+use domain::budget::{MAX_SPENT, counter_pattern, parse_counter_key};
 use domain::schedule::{add_days, kst_day_start};
 use domain::settlement::{Classification, classify, micros_to_won};
 use redis::aio::ConnectionManager;
@@ -122,11 +122,11 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
         ("counters_unreadable", counters.unreadable),
         (
             "db_spent",
-            items.iter().filter_map(|i| i.db_spent).sum::<i64>(),
+            saturating_sum(items.iter().filter_map(|i| i.db_spent)),
         ),
         (
             "redis_spent",
-            items.iter().filter_map(|i| i.redis_spent).sum::<i64>(),
+            saturating_sum(items.iter().filter_map(|i| i.redis_spent)),
         ),
     ];
     counts.extend(by_class.iter().map(|(name, n)| (*name, *n)));
@@ -137,11 +137,15 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
     run.report(&deps.reporter, &counts, details).await
 }
 
+fn saturating_sum(values: impl Iterator<Item = i64>) -> i64 {
+    values.fold(0, i64::saturating_add)
+}
+
 /// The day's counters, by campaign.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub values: HashMap<i64, i64>,
-    /// Keys whose value is not an integer (logged and left out).
+    /// Keys whose value is not an integer from 0 to [`MAX_SPENT`] (logged and left out).
     pub unreadable: i64,
 }
 
@@ -165,8 +169,15 @@ pub async fn read_counters(
             continue;
         };
         match value.as_deref().map(str::parse::<i64>) {
-            Some(Ok(spent)) => {
+            Some(Ok(spent)) if (0..=MAX_SPENT).contains(&spent) => {
                 counters.values.insert(campaign, spent);
+            }
+            Some(Ok(spent)) => {
+                warn!(
+                    key,
+                    spent, "budget counter is out of range; left out of the settlement"
+                );
+                counters.unreadable += 1;
             }
             // Gone between SCAN and GET (expired): no counter.
             None => {}
@@ -188,7 +199,10 @@ pub async fn settle(
     counters: &HashMap<i64, i64>,
 ) -> Result<Vec<Item>, sqlx::Error> {
     let deductions: Vec<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT campaign_id, max(advertiser_id), sum(cost_micros)::bigint
+        // A day's deductions past a bigint of micros (9.2 trillion won) cannot be real: held at
+        // the largest bigint, so the campaign shows as off instead of failing the settlement.
+        "SELECT campaign_id, max(advertiser_id),
+                least(sum(cost_micros), 9223372036854775807)::bigint
          FROM ad_events
          WHERE occurred_at >= $1 AND occurred_at < $2
          GROUP BY campaign_id",

@@ -40,14 +40,21 @@ const FLUSH_LIMIT: i64 = 20_000;
 /// Pauses notified per batch.
 const NOTIFY_LIMIT: i64 = 200;
 
-/// Adds ARGV[1] to the counter KEYS[1] unless the marker KEYS[2] exists, and sets the marker
+/// Adds ARGV[1] to the counter KEYS[1] unless the marker KEYS[2] exists, then sets the marker
 /// for ARGV[2] seconds. A counter never goes below zero. Returns 1 if applied, 0 if the marker
-/// was already there.
+/// was already there, -1 if Redis refused the increment (the sum overflows, or the counter is
+/// not an integer): then nothing was changed and no marker set. A script runs alone, so the
+/// check and the set cannot interleave with another correction.
 const CORRECT_SCRIPT: &str = r"
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
+if redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
-if redis.call('INCRBY', KEYS[1], ARGV[1]) < 0 then
+local counter = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(counter) == 'table' then
+  return -1
+end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+if counter < 0 then
   redis.call('SET', KEYS[1], 0, 'KEEPTTL')
 end
 return 1
@@ -59,7 +66,7 @@ static CORRECT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CO
 pub struct Config {
     pub database: config::DatabaseConfig,
     pub redis: config::RedisConfig,
-    pub kafka: config::KafkaConfig,
+    pub dead_letters: config::DeadLetterConfig,
     pub operator_alerts_topic_arn: String,
     /// The most a batch waits on Redis before leaving its work queued.
     pub redis_budget: Duration,
@@ -70,7 +77,7 @@ impl Config {
         Ok(Self {
             database: config::DatabaseConfig::from_env()?,
             redis: config::RedisConfig::from_env()?,
-            kafka: config::KafkaConfig::from_env()?,
+            dead_letters: config::DeadLetterConfig::from_env()?,
             operator_alerts_topic_arn: config::required("OPERATOR_ALERTS_TOPIC_ARN")?,
             redis_budget: Duration::from_millis(config::parsed_or("REDIS_BUDGET_MS", 10_000)?),
         })
@@ -90,7 +97,7 @@ impl Deps {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sdk = aws::sdk_config().await;
         let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::connect(&config.kafka, &sdk, db.clone(), CONSUMER)?;
+        let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?;
         Ok(Self {
             db,
             redis: adapters::redis::connect_lazy(&config.redis)?,
@@ -138,11 +145,13 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
                 .filter_map(|(s, _)| Due::of(s))
                 .collect();
             let corrected_now = match apply_in_redis(deps, &due, &[]).await {
-                Ok(applied) => {
-                    plan.iter_mut()
-                        .filter(|state| **state == Correction::Due)
-                        .for_each(|state| *state = Correction::Applied);
-                    applied
+                Ok(outcomes) => {
+                    let states = plan.iter_mut().filter(|state| **state == Correction::Due);
+                    for (state, outcome) in states.zip(&outcomes) {
+                        *state = outcome.state();
+                    }
+                    refused(&due, &outcomes);
+                    outcomes
                 }
                 Err(err) => {
                     tracing::warn!(
@@ -150,13 +159,13 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
                         queued = due.len(),
                         "Redis unreachable: corrections stay queued for a later batch"
                     );
-                    0
+                    Vec::new()
                 }
             };
             let recorded = record(&deps.db, &fresh, &plan).await?;
             let flushed = flush_queued(deps).await?;
             let notified = notify_pauses(deps).await?;
-            report(&fresh, &recorded, corrected_now, &flushed, notified);
+            report(&fresh, &recorded, &corrected_now, &flushed, notified);
             Ok(recorded.rows)
         },
         &deps.dead_letters,
@@ -206,6 +215,8 @@ enum Correction {
     Applied,
     /// A newer message about the same counter came: applying this one too would correct twice.
     Superseded,
+    /// Redis refused the increment: the counter would overflow, or is not an integer.
+    Refused,
 }
 
 impl Correction {
@@ -215,6 +226,7 @@ impl Correction {
             Self::Due => "pending",
             Self::Applied => "applied",
             Self::Superseded => "superseded",
+            Self::Refused => "refused",
         }
     }
 }
@@ -269,16 +281,58 @@ impl<'a> Due<'a> {
     }
 }
 
+/// What the correction script did with one correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Applied,
+    /// An earlier attempt applied it (its marker was there).
+    AlreadyApplied,
+    Refused,
+}
+
+impl Outcome {
+    fn of(answer: i64) -> Self {
+        match answer {
+            1 => Self::Applied,
+            0 => Self::AlreadyApplied,
+            _ => Self::Refused,
+        }
+    }
+
+    fn state(self) -> Correction {
+        match self {
+            Self::Applied | Self::AlreadyApplied => Correction::Applied,
+            Self::Refused => Correction::Refused,
+        }
+    }
+}
+
+/// Logs each refused correction: a counter no correction can fix without an operator.
+fn refused(due: &[Due<'_>], outcomes: &[Outcome]) {
+    for (due, _) in due
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == Outcome::Refused)
+    {
+        tracing::error!(
+            campaign_id = due.campaign_id,
+            spend_date = %due.spend_date,
+            delta = due.delta,
+            counter = %counter_key(due.campaign_id, due.spend_date),
+            "Redis refused a correction: the counter would overflow or is not an integer"
+        );
+    }
+}
+
 /// Applies corrections and sets paused campaigns' status keys in one pipeline, within the
-/// batch's Redis budget. Returns how many corrections were applied now (the rest had been
-/// applied by an earlier attempt).
+/// batch's Redis budget. Returns what became of each correction, in order.
 async fn apply_in_redis(
     deps: &Deps,
     corrections: &[Due<'_>],
     paused: &[i64],
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<Vec<Outcome>> {
     if corrections.is_empty() && paused.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut pipe = redis::pipe();
     // Loaded in the same pipeline, ahead of its calls, so a restarted Redis is never missing it.
@@ -302,7 +356,14 @@ async fn apply_in_redis(
     let applied: Vec<i64> = tokio::time::timeout(deps.redis_budget, pipe.query_async(&mut redis))
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {:?}", deps.redis_budget))??;
-    Ok(applied.iter().filter(|a| **a == 1).count())
+    if applied.len() != corrections.len() {
+        anyhow::bail!(
+            "{} answers to {} corrections",
+            applied.len(),
+            corrections.len()
+        );
+    }
+    Ok(applied.into_iter().map(Outcome::of).collect())
 }
 
 /// What the record step wrote.
@@ -417,6 +478,7 @@ async fn record(
 #[derive(Debug, Default)]
 struct Flushed {
     corrected: usize,
+    refused: usize,
     statuses: usize,
     /// Work left queued because Redis could not be reached.
     queued: usize,
@@ -474,8 +536,8 @@ async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
         )
         .collect();
     let paused: Vec<i64> = statuses.iter().map(|s| s.1).collect();
-    let corrected = match apply_in_redis(deps, &due, &paused).await {
-        Ok(corrected) => corrected,
+    let outcomes = match apply_in_redis(deps, &due, &paused).await {
+        Ok(outcomes) => outcomes,
         Err(err) => {
             let queued = corrections.len() + statuses.len();
             tracing::warn!(
@@ -490,13 +552,19 @@ async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
         }
     };
 
+    refused(&due, &outcomes);
     let correction_ids: Vec<i64> = corrections.iter().map(|c| c.0).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state().as_str()).collect();
     let status_ids: Vec<i64> = statuses.iter().map(|s| s.0).collect();
     sqlx::query(
-        "UPDATE budget_sync_accuracy SET correction = 'applied', corrected_at = now()
-          WHERE id = ANY($1)",
+        "UPDATE budget_sync_accuracy a
+            SET correction = c.state,
+                corrected_at = CASE WHEN c.state = 'applied' THEN now() END
+           FROM unnest($1::bigint[], $2::text[]) AS c(id, state)
+          WHERE a.id = c.id",
     )
     .bind(&correction_ids)
+    .bind(&states)
     .execute(&mut *tx)
     .await
     .map_err(db::classify)?;
@@ -506,14 +574,18 @@ async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
         .await
         .map_err(db::classify)?;
     tx.commit().await.map_err(db::classify)?;
+    let corrected = outcomes.iter().filter(|o| **o == Outcome::Applied).count();
+    let refused = outcomes.iter().filter(|o| **o == Outcome::Refused).count();
     tracing::info!(
         corrections = corrections.len(),
         applied_now = corrected,
+        refused,
         statuses = statuses.len(),
         "queued Redis work applied"
     );
     Ok(Flushed {
         corrected,
+        refused,
         statuses: statuses.len(),
         queued: 0,
     })
@@ -589,7 +661,7 @@ async fn notify_pauses(deps: &Deps) -> Result<usize, WorkerError> {
 fn report(
     fresh: &[Synced],
     recorded: &Recorded,
-    corrected_now: usize,
+    corrected_now: &[Outcome],
     flushed: &Flushed,
     notified: usize,
 ) {
@@ -598,9 +670,12 @@ fn report(
         let mean = fresh.iter().map(|s| s.sync.accuracy()).sum::<f64>() / fresh.len() as f64;
         metrics.put("BudgetSyncAccuracy", mean * 100.0, Unit::Percent);
     }
-    let corrected = corrected_now + flushed.corrected;
+    let count = |wanted: Outcome| corrected_now.iter().filter(|o| **o == wanted).count();
+    let corrected = count(Outcome::Applied) + flushed.corrected;
+    let refused = count(Outcome::Refused) + flushed.refused;
     metrics
         .put("CorrectionsApplied", corrected as f64, Unit::Count)
+        .put("CorrectionsRefused", refused as f64, Unit::Count)
         .put("RedisWorkQueued", flushed.queued as f64, Unit::Count)
         .put("CampaignsPaused", recorded.paused as f64, Unit::Count)
         .put("PausesNotified", notified as f64, Unit::Count);
@@ -609,6 +684,7 @@ fn report(
         recorded = recorded.rows,
         paused = recorded.paused,
         corrected,
+        refused,
         statuses = flushed.statuses,
         queued = flushed.queued,
         notified,

@@ -37,7 +37,7 @@ pub const DEAD_LETTER_TOPIC: &str = "coupon-issue-dlq";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: config::DatabaseConfig,
-    pub kafka: config::KafkaConfig,
+    pub dead_letters: config::DeadLetterConfig,
     pub dead_letter_topic: String,
 }
 
@@ -45,7 +45,7 @@ impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             database: config::DatabaseConfig::from_env()?,
-            kafka: config::KafkaConfig::from_env()?,
+            dead_letters: config::DeadLetterConfig::from_env()?,
             dead_letter_topic: config::optional("DEAD_LETTER_TOPIC")
                 .unwrap_or_else(|| DEAD_LETTER_TOPIC.to_owned()),
         })
@@ -62,7 +62,7 @@ impl Deps {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sdk = aws::sdk_config().await;
         let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::connect(&config.kafka, &sdk, db.clone(), CONSUMER)?
+        let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?
             .to_topic(&config.dead_letter_topic);
         Ok(Self {
             db,

@@ -62,6 +62,9 @@ pub struct Rollup {
     pub monthly_rows: i64,
     /// Campaigns whose day differs at all from the raw events.
     pub differing: i64,
+    /// Campaigns left out because a day's or the month's sum does not fit a `bigint`; each
+    /// has an open review item saying which.
+    pub overflowing: i64,
     pub reviews_open: i64,
     pub reviews_resolved: i64,
     /// False when the day's raw events are past their retention and cannot be compared.
@@ -83,6 +86,7 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
         ("daily_rows", rollup.daily_rows),
         ("monthly_rows", rollup.monthly_rows),
         ("differing_campaigns", rollup.differing),
+        ("overflowing_campaigns", rollup.overflowing),
         ("reviews_open", rollup.reviews_open),
         ("reviews_resolved", rollup.reviews_resolved),
         ("new_reviews", unnotified.len() as i64),
@@ -127,6 +131,8 @@ pub async fn roll_up(db: &PgPool, day: NaiveDate) -> Result<Rollup, sqlx::Error>
              FROM performance_metrics
              WHERE window_size = '1h' AND window_date = $1
              GROUP BY campaign_id
+             HAVING greatest(sum(impressions), sum(clicks), sum(conversions), sum(cost_micros))
+                    <= 9223372036854775807
              RETURNING hours)
          SELECT count(*), coalesce(sum(hours), 0)::bigint FROM rolled",
     )
@@ -154,13 +160,16 @@ pub async fn roll_up(db: &PgPool, day: NaiveDate) -> Result<Rollup, sqlx::Error>
                 sum(conversions), sum(cost_micros), count(*)
          FROM campaign_daily_stats
          WHERE stat_date >= $1 AND stat_date < $2
-         GROUP BY campaign_id",
+         GROUP BY campaign_id
+         HAVING greatest(sum(impressions), sum(clicks), sum(conversions), sum(cost_micros))
+                <= 9223372036854775807",
     )
     .bind(month)
     .bind(add_months(month, 1))
     .execute(&mut *tx)
     .await?
     .rows_affected() as i64;
+    let overflowing = review_overflows(&mut tx, day).await?;
     tx.commit().await?;
 
     let rollup = Rollup {
@@ -169,6 +178,7 @@ pub async fn roll_up(db: &PgPool, day: NaiveDate) -> Result<Rollup, sqlx::Error>
         daily_rows,
         monthly_rows,
         differing,
+        overflowing,
         reviews_open,
         reviews_resolved,
         raw_checked,
@@ -191,7 +201,7 @@ async fn check_against_raw(
                     count(*) FILTER (WHERE event_type = 'impression') AS impressions,
                     count(*) FILTER (WHERE event_type = 'click') AS clicks,
                     count(*) FILTER (WHERE event_type = 'conversion') AS conversions,
-                    sum(cost_micros) AS cost_micros
+                    least(sum(cost_micros), 9223372036854775807)::bigint AS cost_micros
              FROM ad_events
              WHERE occurred_at >= $2 AND occurred_at < $3
              GROUP BY campaign_id),
@@ -204,7 +214,7 @@ async fn check_against_raw(
                     coalesce(d.cost_micros, 0) AS d_cost,
                     coalesce(r.impressions, 0) AS r_impressions, coalesce(r.clicks, 0) AS r_clicks,
                     coalesce(r.conversions, 0) AS r_conversions,
-                    coalesce(r.cost_micros, 0)::bigint AS r_cost
+                    coalesce(r.cost_micros, 0) AS r_cost
              FROM daily d FULL JOIN raw r ON r.campaign_id = d.campaign_id)
          SELECT * FROM joined
          WHERE (d_impressions, d_clicks, d_conversions, d_cost)
@@ -269,6 +279,60 @@ async fn check_against_raw(
     .await?
     .rows_affected() as i64;
     Ok((rows.len() as i64, reviews.campaign.len() as i64, resolved))
+}
+
+/// Opens a review item for each campaign whose day (from its hourly windows) or month (from
+/// its daily rows) sums past a `bigint` (9223372036854775807): such a campaign gets no daily
+/// or monthly row, and every other campaign rolls up as usual. Runs after the raw check, whose
+/// item for the campaign it replaces.
+async fn review_overflows(
+    tx: &mut Transaction<'_, Postgres>,
+    day: NaiveDate,
+) -> Result<i64, sqlx::Error> {
+    let month = month_of(day);
+    let overflowing = sqlx::query(
+        "WITH sums AS (
+             SELECT campaign_id, max(advertiser_id) AS advertiser_id, 'day' AS period,
+                    sum(impressions) AS impressions, sum(clicks) AS clicks,
+                    sum(conversions) AS conversions, sum(cost_micros) AS cost_micros
+               FROM performance_metrics
+              WHERE window_size = '1h' AND window_date = $1
+              GROUP BY campaign_id
+             UNION ALL
+             SELECT campaign_id, max(advertiser_id), 'month', sum(impressions), sum(clicks),
+                    sum(conversions), sum(cost_micros)
+               FROM campaign_daily_stats
+              WHERE stat_date >= $2 AND stat_date < $3
+              GROUP BY campaign_id),
+         over AS (
+             SELECT DISTINCT ON (campaign_id) campaign_id, advertiser_id,
+                    format('%s: the %s sums past bigint',
+                           CASE WHEN impressions > 9223372036854775807 THEN 'impressions'
+                                WHEN clicks > 9223372036854775807 THEN 'clicks'
+                                WHEN conversions > 9223372036854775807 THEN 'conversions'
+                                ELSE 'cost_micros' END,
+                           period) AS metric
+               FROM sums
+              WHERE greatest(impressions, clicks, conversions, cost_micros) > 9223372036854775807
+              ORDER BY campaign_id, period)
+         INSERT INTO rollup_reviews
+             (stat_date, campaign_id, advertiser_id, metric, rolled_up, raw, difference_ratio)
+         SELECT $1, campaign_id, advertiser_id, metric, 0, 0, 1.0 FROM over
+         ON CONFLICT (stat_date, campaign_id) DO UPDATE SET
+             advertiser_id = EXCLUDED.advertiser_id, metric = EXCLUDED.metric,
+             rolled_up = EXCLUDED.rolled_up, raw = EXCLUDED.raw,
+             difference_ratio = EXCLUDED.difference_ratio, status = 'open'",
+    )
+    .bind(day)
+    .bind(month)
+    .bind(add_months(month, 1))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected() as i64;
+    if overflowing > 0 {
+        warn!(%day, overflowing, "campaigns whose sums pass bigint left out of the rollup");
+    }
+    Ok(overflowing)
 }
 
 #[derive(Default)]

@@ -18,14 +18,14 @@ pub const CONSUMER: &str = "performance-aggregator";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database: config::DatabaseConfig,
-    pub kafka: config::KafkaConfig,
+    pub dead_letters: config::DeadLetterConfig,
 }
 
 impl Config {
     pub fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
             database: config::DatabaseConfig::from_env()?,
-            kafka: config::KafkaConfig::from_env()?,
+            dead_letters: config::DeadLetterConfig::from_env()?,
         })
     }
 }
@@ -39,7 +39,7 @@ impl Deps {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let sdk = aws::sdk_config().await;
         let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::connect(&config.kafka, &sdk, db.clone(), CONSUMER)?;
+        let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?;
         Ok(Self { db, dead_letters })
     }
 }

@@ -10,12 +10,16 @@
 //!
 //! The run reads each partition up to the end it had when the run started, so records that
 //! fail again and come back to the DLQ during the run wait for the next run.
+//!
+//! A dead letter marked `dlq.claim-check: s3` carries a claim check in place of a record too
+//! large for the dead-letter topic: its value (and key, when that was too long too) is read back
+//! from S3, checked against the size and SHA-256 the claim check names, and produced as it was.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use adapters::config::KafkaConfig;
-use adapters::kafka::client_config;
+use adapters::kafka::{CLAIM_CHECK_HEADER, ClaimedRecord, client_config};
 use adapters::msk_iam::KafkaContext;
 use anyhow::{Context as _, bail};
 use futures::future::try_join_all;
@@ -61,6 +65,9 @@ pub async fn redrive(
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("message.timeout.ms", "10000")
+        // A record redriven from a claim check may be as large as its topic allowed: the
+        // broker's limit decides, not the client's default of 1,000,000 bytes.
+        .set("message.max.bytes", "16777216")
         .create_with_context(context)
         .context("create the producer")?;
 
@@ -101,6 +108,7 @@ pub async fn redrive(
         return Ok(redriven);
     }
     consumer.assign(&assignment)?;
+    let s3 = adapters::aws::s3(sdk);
 
     let mut dead: Vec<OwnedMessage> = Vec::new();
     while !ends.is_empty() {
@@ -120,7 +128,9 @@ pub async fn redrive(
     }
 
     for chunk in dead.chunks(CHUNK) {
-        let replays = chunk.iter().map(|message| replay(&producer, dlq, message));
+        let replays = chunk
+            .iter()
+            .map(|message| replay(&producer, &s3, dlq, message));
         let targets = try_join_all(replays).await?;
         for target in targets {
             *redriven.per_topic.entry(target).or_default() += 1;
@@ -145,16 +155,21 @@ pub async fn redrive(
 /// Produces one dead letter back to its topic; returns the topic.
 async fn replay(
     producer: &FutureProducer<KafkaContext>,
+    s3: &aws_sdk_s3::Client,
     dlq: &str,
     message: &OwnedMessage,
 ) -> anyhow::Result<String> {
     let mut target = None;
+    let mut claim_check = false;
     let mut headers = OwnedHeaders::new();
     for header in message.headers().iter().flat_map(|h| h.iter()) {
         if header.key == "dlq.original.topic" {
             target = header
                 .value
                 .map(|v| String::from_utf8_lossy(v).into_owned());
+        }
+        if header.key == CLAIM_CHECK_HEADER {
+            claim_check = header.value == Some(b"s3".as_slice());
         }
         if !header.key.starts_with("dlq.") {
             headers = headers.insert(header);
@@ -168,11 +183,34 @@ async fn replay(
     let target = target
         .or_else(|| dlq.strip_suffix("-dlq").map(str::to_owned))
         .with_context(|| format!("{from} names no topic to return to"))?;
+    let (mut key, mut payload) = (
+        message.key().map(<[u8]>::to_vec),
+        message.payload().map(<[u8]>::to_vec),
+    );
+    if claim_check {
+        let claimed: ClaimedRecord = serde_json::from_slice(message.payload().unwrap_or_default())
+            .with_context(|| format!("{from}: its claim check does not decode"))?;
+        payload = Some(
+            claimed
+                .value
+                .fetch(s3)
+                .await
+                .with_context(|| format!("{from}: value"))?,
+        );
+        if let Some(check) = &claimed.key {
+            key = Some(
+                check
+                    .fetch(s3)
+                    .await
+                    .with_context(|| format!("{from}: key"))?,
+            );
+        }
+    }
     let mut record = FutureRecord::to(&target).headers(headers);
-    if let Some(payload) = message.payload() {
+    if let Some(payload) = &payload {
         record = record.payload(payload);
     }
-    if let Some(key) = message.key() {
+    if let Some(key) = &key {
         record = record.key(key);
     }
     producer

@@ -126,6 +126,23 @@ impl KafkaConfig {
     }
 }
 
+/// Where a Kafka consumer's dead letters go: the brokers, and the bucket that takes the ones
+/// too large for the dead-letter topic (`DEAD_LETTER_BUCKET`).
+#[derive(Debug, Clone)]
+pub struct DeadLetterConfig {
+    pub kafka: KafkaConfig,
+    pub bucket: String,
+}
+
+impl DeadLetterConfig {
+    pub fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            kafka: KafkaConfig::from_env()?,
+            bucket: required("DEAD_LETTER_BUCKET")?,
+        })
+    }
+}
+
 /// Comma-separated list, trimmed, empties dropped.
 pub fn list(name: &str) -> Vec<String> {
     optional(name)

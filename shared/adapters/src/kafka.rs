@@ -12,9 +12,8 @@
 //! invocation's remaining time allows, and then the batch's records go to the dead-letter topic
 //! with the number of attempts and the last error, to be replayed with `devtools redrive`.
 
-use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::kafka::KafkaEvent;
@@ -22,17 +21,18 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use domain::WorkerError;
 use domain::text::storable;
-use futures::future::{join_all, try_join_all};
 use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
-use sqlx::PgPool;
 
 use crate::config::{KafkaAuth, KafkaConfig};
-use crate::db::classify;
 use crate::emf::{Metrics, Unit};
 use crate::msk_iam::KafkaContext;
+
+mod dead_letters;
+pub use dead_letters::{
+    CLAIM_CHECK_HEADER, CLAIM_TIMEOUT, ClaimCheck, ClaimedRecord, DeadLetters, MESSAGE_BUDGET,
+    Sending,
+};
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,307 +105,6 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
     out
 }
 
-/// Dead letters as the ledger's columns, one row per record even if a broken event lists a
-/// record twice (an `INSERT ... ON CONFLICT DO UPDATE` may not touch a row twice).
-struct Rows<'a> {
-    topics: Vec<&'a str>,
-    partitions: Vec<i32>,
-    offsets: Vec<i64>,
-    reasons: Vec<&'a str>,
-}
-
-impl<'a> Rows<'a> {
-    fn of(items: impl Iterator<Item = &'a (Record, String)>) -> Self {
-        let mut rows = Self {
-            topics: Vec::new(),
-            partitions: Vec::new(),
-            offsets: Vec::new(),
-            reasons: Vec::new(),
-        };
-        let mut seen = HashSet::new();
-        for (record, reason) in items {
-            if seen.insert((record.topic.as_str(), record.partition, record.offset)) {
-                rows.topics.push(record.topic.as_str());
-                rows.partitions.push(record.partition);
-                rows.offsets.push(record.offset);
-                rows.reasons.push(reason.as_str());
-            }
-        }
-        rows
-    }
-}
-
-/// How long a claimed dead letter may stay unsent before another invocation takes it over:
-/// well past the producer's 10 s delivery timeout.
-pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Produces rejected records to `<topic>-dlq` (or the topic [`DeadLetters::to_topic`] names),
-/// at most once per record and consumer.
-pub struct DeadLetters {
-    producer: FutureProducer<KafkaContext>,
-    db: PgPool,
-    consumer: String,
-    topic: Option<String>,
-}
-
-impl DeadLetters {
-    /// A plaintext producer, as the local broker takes. `consumer` names the consuming
-    /// function (its consumer group), which owns its rejections.
-    pub fn new(brokers: &str, db: PgPool, consumer: impl Into<String>) -> anyhow::Result<Self> {
-        let mut client = ClientConfig::new();
-        client.set("bootstrap.servers", brokers);
-        producer_settings(&mut client);
-        Self::create(client, KafkaContext::default(), db, consumer)
-    }
-
-    /// The producer `config` asks for: plaintext, or IAM authentication to MSK with the
-    /// function's own credentials. Call inside the Tokio runtime.
-    pub fn connect(
-        config: &KafkaConfig,
-        sdk: &aws_config::SdkConfig,
-        db: PgPool,
-        consumer: impl Into<String>,
-    ) -> anyhow::Result<Self> {
-        let (mut client, context) = client_config(config, sdk)?;
-        producer_settings(&mut client);
-        Self::create(client, context, db, consumer)
-    }
-
-    fn create(
-        client: ClientConfig,
-        context: KafkaContext,
-        db: PgPool,
-        consumer: impl Into<String>,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
-            producer: client.create_with_context(context)?,
-            db,
-            consumer: consumer.into(),
-            topic: None,
-        })
-    }
-
-    /// Sends every dead letter to `topic` instead of `<topic>-dlq`.
-    pub fn to_topic(mut self, topic: impl Into<String>) -> Self {
-        self.topic = Some(topic.into());
-        self
-    }
-
-    /// Sends every rejection not already sent, each once. Claim first, produce, then mark sent:
-    /// a rejection claimed by a live invocation (the same batch delivered twice at once) is not
-    /// produced again here, and the call fails as retryable so the batch is confirmed only once
-    /// that claim is sent; a claim older than [`CLAIM_TIMEOUT`] without a send (its invocation
-    /// died) is taken over. A crash between the produce and the mark sends a record twice
-    /// (same headers, so a consumer can de-duplicate), never zero times.
-    pub async fn send(&self, rejected: &[(Record, String)]) -> Result<usize, WorkerError> {
-        if rejected.is_empty() {
-            return Ok(0);
-        }
-        let rows = Rows::of(rejected.iter());
-        let (claimed, unsent_elsewhere): (Vec<(String, i32, i64)>, i64) = {
-            let mut tx = self.db.begin().await.map_err(classify)?;
-            let claimed: Vec<(String, i32, i64)> = sqlx::query_as(
-                "INSERT INTO kafka_dead_letters AS d (consumer, topic, partition, \"offset\", reason)
-                 SELECT $1, r.* FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS r
-                 ON CONFLICT (consumer, topic, partition, \"offset\") DO UPDATE
-                    SET claimed_at = now(), reason = EXCLUDED.reason
-                  WHERE d.sent_at IS NULL AND d.claimed_at < now() - make_interval(secs => $6)
-                 RETURNING topic, partition, \"offset\"",
-            )
-            .bind(&self.consumer)
-            .bind(&rows.topics)
-            .bind(&rows.partitions)
-            .bind(&rows.offsets)
-            .bind(&rows.reasons)
-            .bind(CLAIM_TIMEOUT.as_secs_f64())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
-            let unsent: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM kafka_dead_letters d
-                   JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
-                     ON d.topic = r.topic AND d.partition = r.partition AND d.\"offset\" = r.off
-                  WHERE d.consumer = $1 AND d.sent_at IS NULL",
-            )
-            .bind(&self.consumer)
-            .bind(&rows.topics)
-            .bind(&rows.partitions)
-            .bind(&rows.offsets)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(classify)?;
-            tx.commit().await.map_err(classify)?;
-            let claimed_len = i64::try_from(claimed.len()).unwrap_or(i64::MAX);
-            (claimed, unsent - claimed_len)
-        };
-        let mut claimed: HashSet<(String, i32, i64)> = claimed.into_iter().collect();
-        // Each claimed record once, even if the event lists it twice.
-        let mine: Vec<&(Record, String)> = rejected
-            .iter()
-            .filter(|(r, _)| claimed.remove(&(r.topic.clone(), r.partition, r.offset)))
-            .collect();
-        let results = join_all(
-            mine.iter()
-                .map(|(record, reason)| self.produce(record, reason, 1)),
-        )
-        .await;
-        let (sent, failed): (Vec<_>, Vec<_>) =
-            mine.iter().zip(results).partition(|(_, r)| r.is_ok());
-        self.mark(sent.iter().map(|(item, _)| **item), true).await?;
-        if let Some((_, Err(err))) = failed.into_iter().next() {
-            // Give the unsent claims back at once, so the retry sends them.
-            let unsent = mine
-                .iter()
-                .copied()
-                .filter(|item| !sent.iter().any(|(done, _)| std::ptr::eq(**done, *item)));
-            self.mark(unsent, false).await?;
-            return Err(err);
-        }
-        if unsent_elsewhere > 0 {
-            return Err(WorkerError::retryable(anyhow::anyhow!(
-                "{unsent_elsewhere} dead letters of this batch are being sent by another invocation"
-            )));
-        }
-        Ok(sent.len())
-    }
-
-    /// Marks claimed dead letters sent, or gives the claims back (`sent` false).
-    async fn mark<'a>(
-        &self,
-        items: impl Iterator<Item = &'a (Record, String)>,
-        sent: bool,
-    ) -> Result<(), WorkerError> {
-        let rows = Rows::of(items);
-        if rows.topics.is_empty() {
-            return Ok(());
-        }
-        let statement = if sent {
-            "UPDATE kafka_dead_letters d SET sent_at = now()
-               FROM unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
-              WHERE d.consumer = $1 AND d.topic = r.topic AND d.partition = r.partition
-                AND d.\"offset\" = r.off"
-        } else {
-            "DELETE FROM kafka_dead_letters d
-              USING unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
-              WHERE d.consumer = $1 AND d.topic = r.topic AND d.partition = r.partition
-                AND d.\"offset\" = r.off AND d.sent_at IS NULL"
-        };
-        sqlx::query(statement)
-            .bind(&self.consumer)
-            .bind(&rows.topics)
-            .bind(&rows.partitions)
-            .bind(&rows.offsets)
-            .execute(&self.db)
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
-
-    /// Sends records whose processing failed `attempts` times, without asking the ledger first:
-    /// the database may be what failed. A record sent twice this way carries the same headers,
-    /// and replaying it is harmless to an idempotent consumer. The ledger is written if it can
-    /// be; if not, a warning says so and the records are sent all the same.
-    pub async fn forward(
-        &self,
-        failed: &[(Record, String)],
-        attempts: u32,
-    ) -> Result<usize, WorkerError> {
-        if failed.is_empty() {
-            return Ok(0);
-        }
-        self.produce_all(failed.iter(), attempts).await?;
-        if let Err(err) = self.record(failed.iter(), attempts).await {
-            tracing::warn!(error = %err, records = failed.len(), "dead letters sent but not recorded");
-        }
-        Ok(failed.len())
-    }
-
-    /// Produces every record at once; fails if any could not be delivered.
-    async fn produce_all(
-        &self,
-        records: impl Iterator<Item = &(Record, String)>,
-        attempts: u32,
-    ) -> Result<(), WorkerError> {
-        try_join_all(records.map(|(record, reason)| self.produce(record, reason, attempts)))
-            .await
-            .map(|_| ())
-    }
-
-    async fn record(
-        &self,
-        sent: impl Iterator<Item = &(Record, String)>,
-        attempts: u32,
-    ) -> Result<(), WorkerError> {
-        let rows = Rows::of(sent);
-        sqlx::query(
-            "INSERT INTO kafka_dead_letters AS d
-                    (consumer, topic, partition, \"offset\", reason, attempts, sent_at)
-             SELECT $1, r.*, $6, now()
-               FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS r
-             ON CONFLICT (consumer, topic, partition, \"offset\") DO UPDATE
-                SET sent_at = coalesce(d.sent_at, now())",
-        )
-        .bind(&self.consumer)
-        .bind(&rows.topics)
-        .bind(&rows.partitions)
-        .bind(&rows.offsets)
-        .bind(&rows.reasons)
-        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
-        .execute(&self.db)
-        .await
-        .map_err(classify)?;
-        Ok(())
-    }
-
-    async fn produce(
-        &self,
-        record: &Record,
-        reason: &str,
-        attempts: u32,
-    ) -> Result<(), WorkerError> {
-        let dlq = match &self.topic {
-            Some(topic) => topic.clone(),
-            None => format!("{}-dlq", record.topic),
-        };
-        let partition = record.partition.to_string();
-        let offset = record.offset.to_string();
-        let attempts = attempts.to_string();
-        let mut headers = OwnedHeaders::new();
-        for (name, value) in &record.headers {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value),
-            });
-        }
-        for (name, value) in [
-            ("dlq.original.topic", record.topic.as_str()),
-            ("dlq.original.partition", &partition),
-            ("dlq.original.offset", &offset),
-            ("dlq.consumer", &self.consumer),
-            ("dlq.attempts", &attempts),
-            ("dlq.error", reason),
-        ] {
-            headers = headers.insert(Header {
-                key: name,
-                value: Some(value),
-            });
-        }
-        let mut message = FutureRecord::to(&dlq)
-            .payload(&record.value)
-            .headers(headers);
-        if let Some(key) = &record.key {
-            message = message.key(key);
-        }
-        self.producer
-            .send(message, Duration::from_secs(10))
-            .await
-            .map_err(|(err, _)| {
-                WorkerError::retryable(anyhow::Error::new(err).context(format!("produce to {dlq}")))
-            })?;
-        Ok(())
-    }
-}
-
 /// The client settings and context `config` asks for: plaintext to the local broker, or
 /// SASL/OAUTHBEARER over TLS to MSK's IAM listener with tokens from `sdk`'s credentials. Call
 /// inside the Tokio runtime.
@@ -425,13 +124,6 @@ pub fn client_config(
             Ok((client, KafkaContext::msk_iam(sdk)?))
         }
     }
-}
-
-fn producer_settings(client: &mut ClientConfig) {
-    client
-        .set("acks", "all")
-        .set("message.timeout.ms", "10000")
-        .set("socket.timeout.ms", "5000");
 }
 
 /// What a batch came to; also the function's response.
@@ -518,7 +210,7 @@ where
     // Apply before dead-lettering: if applying fails the batch is retried anyway, and the
     // rejections are sent once, with the attempt that succeeds.
     summary.applied = apply(triage.valid).await?;
-    dead_letters.send(&triage.rejected).await?;
+    dead_letters.send_all(&triage.rejected).await?;
     report(&summary, started);
     Ok(summary)
 }
@@ -634,18 +326,43 @@ where
     }
     // After giving up the rejections go straight out: the ledger shares the failed database,
     // and there is no time left to retry it.
-    let mut ledger_down = gave_up;
-    if !gave_up {
-        let sent = retry.run(deadline, "dead-letter", || {
-            dead_letters.send(&triage.rejected)
-        });
-        if let Err((err, _)) = sent.await {
-            tracing::warn!(error = %err, "dead-letter ledger unavailable; sending without it");
-            ledger_down = true;
-        }
-    }
-    if ledger_down {
+    if gave_up {
         dead_letters.forward(&triage.rejected, 1).await?;
+    } else {
+        // What the last attempt found held by another invocation; None if the ledger never
+        // answered.
+        let held: Mutex<Option<Vec<(Record, String)>>> = Mutex::new(None);
+        let sent = retry
+            .run(deadline, "dead-letter", || async {
+                let sending = dead_letters.send(&triage.rejected).await?;
+                let waiting = sending.held.len();
+                *held.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(sending.held);
+                match waiting {
+                    0 => Ok(()),
+                    n => Err(WorkerError::retryable(anyhow::anyhow!(
+                        "{n} dead letters of this batch are being sent by another invocation"
+                    ))),
+                }
+            })
+            .await;
+        if let Err((err, _)) = sent {
+            match held
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+            {
+                // The other invocation kept its claims past this one's budget: send those
+                // too rather than let the partition move on without them (they may arrive
+                // twice, never zero times).
+                Some(held) => {
+                    tracing::warn!(error = %err, records = held.len(), "dead letters claimed elsewhere sent again");
+                    dead_letters.forward(&held, 1).await?;
+                }
+                None => {
+                    tracing::warn!(error = %err, "dead-letter ledger unavailable; sending without it");
+                    dead_letters.forward(&triage.rejected, 1).await?;
+                }
+            }
+        }
     }
     report(&summary, started);
     Ok(summary)

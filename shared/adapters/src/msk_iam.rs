@@ -238,11 +238,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_producer_for_the_iam_listener_is_accepted_by_librdkafka() -> anyhow::Result<()> {
-        use crate::config::{KafkaAuth, KafkaConfig};
+        use crate::config::{DeadLetterConfig, KafkaAuth, KafkaConfig};
         let sdk = sdk(static_credentials());
-        let config = KafkaConfig {
-            brokers: "b-1.example.kafka.ap-northeast-2.amazonaws.com:9098".to_owned(),
-            auth: KafkaAuth::MskIam,
+        let config = DeadLetterConfig {
+            kafka: KafkaConfig {
+                brokers: "b-1.example.kafka.ap-northeast-2.amazonaws.com:9098".to_owned(),
+                auth: KafkaAuth::MskIam,
+            },
+            bucket: "dead-letters".to_owned(),
         };
         let db = sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1/unused")?;
         crate::kafka::DeadLetters::connect(&config, &sdk, db, "test")?;
