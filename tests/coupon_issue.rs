@@ -437,7 +437,9 @@ async fn retries_exhausted_go_to_the_dlq_and_redrive_issues_them() -> anyhow::Re
         brokers: kafka_brokers(),
         auth: adapters::config::KafkaAuth::Plaintext,
     };
-    let sdk = aws_config::SdkConfig::builder().build();
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .build();
     let redrive = async || devtools::redrive::redrive(&kafka, &sdk, &w.dlq, &group).await;
     let redriven = redrive().await?;
     assert_eq!(redriven.per_topic.get(&w.topic), Some(&4));
@@ -474,6 +476,42 @@ async fn retries_exhausted_go_to_the_dlq_and_redrive_issues_them() -> anyhow::Re
         w.db.count("SELECT remaining_stock FROM coupons WHERE id = 1")
             .await?,
         8
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_rejection_claimed_elsewhere_past_the_retries_is_sent_not_dropped() -> anyhow::Result<()>
+{
+    let w = World::new().await?;
+    w.coupon(1, 10).await?;
+    let values = [request("h-1", 1, 1, "2026-11-20T10:00:00Z"), "{".to_owned()];
+    let event = kafka_event_on(&[(&w.topic, 0, 0, &values)], SAMPLE_TIME_MS + 86_400_000)?;
+    // Another invocation claimed the malformed record and never marks it sent (it hangs).
+    sqlx::query(
+        "INSERT INTO kafka_dead_letters (consumer, topic, partition, \"offset\", reason, sent_at)
+         VALUES ($1, $2, 0, 1, 'claimed elsewhere', NULL)",
+    )
+    .bind(CONSUMER)
+    .bind(&w.topic)
+    .execute(&w.db.pool)
+    .await?;
+    let quick = Retry {
+        backoff: vec![Duration::from_millis(50); 2],
+        reserve: Duration::from_millis(10),
+    };
+    let deps = w.deps_on(w.db.pool.clone(), quick)?;
+    // This consumer must not stall its partition: after its retries it sends the held record
+    // itself (a possible duplicate, never a loss) and the batch succeeds.
+    let summary = handle(event, &deps, far()).await?;
+    assert_eq!(counts(&summary), (2, 1, 1, 1, 0));
+    let dead = read_topic(&w.dlq, 2, Duration::from_secs(5)).await?;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].headers["dlq.original.offset"], "1");
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM kafka_dead_letters WHERE sent_at IS NOT NULL")
+            .await?,
+        1
     );
     Ok(())
 }

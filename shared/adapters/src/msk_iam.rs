@@ -136,6 +136,7 @@ mod tests {
 
     fn sdk(credentials: SharedCredentialsProvider) -> SdkConfig {
         SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
             .region(Region::new("ap-northeast-2"))
             .credentials_provider(credentials)
             .build()
