@@ -44,8 +44,12 @@ impl World {
             db: db.pool.clone(),
             redis: adapters::redis::connect_lazy(&redis_config)?,
             dead_letters: integration_tests::dead_letters(&db.pool, CONSUMER)?,
-            sns: adapters::aws::sns(&aws.sdk),
-            operator_alerts_topic_arn: operators,
+            outbox: adapters::outbox::Outbox::new(
+                db.pool.clone(),
+                adapters::aws::sns(&aws.sdk),
+                CONSUMER,
+                operators,
+            ),
             redis_budget: Duration::from_secs(3),
         };
         sqlx::query(
@@ -208,7 +212,12 @@ async fn corrections_pauses_and_poison_in_one_batch_then_a_replay_and_a_crash() 
     )
     .execute(&w.db.pool)
     .await?;
-    sqlx::query("UPDATE campaign_pauses SET redis_status_at = NULL, notified_at = NULL")
+    sqlx::query("UPDATE campaign_pauses SET redis_status_at = NULL")
+        .execute(&w.db.pool)
+        .await?;
+    // ... and after SNS took the notification but before the outbox marked it: published
+    // again (at least once; readers drop the repeat by its dedup_key).
+    sqlx::query("UPDATE outbox SET sent_at = NULL, claimed_at = NULL")
         .execute(&w.db.pool)
         .await?;
     handle(event.clone(), &w.deps).await?;
@@ -222,7 +231,7 @@ async fn corrections_pauses_and_poison_in_one_batch_then_a_replay_and_a_crash() 
     assert_eq!(
         w.notifications().await?.len(),
         1,
-        "an unmarked notification is sent by the next batch"
+        "an unmarked notification is published again by the next batch"
     );
 
     // A crash after Redis took the batch's corrections but before its rows were written: the
@@ -371,5 +380,25 @@ async fn a_correction_redis_refuses_is_recorded_refused_never_applied() -> anyho
             .fetch_one(&w.db.pool)
             .await?;
     assert_eq!(corrected_at, None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_campaign_resumed_and_paused_again_the_same_day_is_announced_again() -> anyhow::Result<()>
+{
+    let w = World::new().await?;
+    handle(w.event(0, &[sync(103, 35_000, 35_000, true)])?, &w.deps).await?;
+    assert_eq!(w.notifications().await?.len(), 1);
+    // The operators resume it; a later message finds it over budget again.
+    sqlx::query("UPDATE campaigns SET status = 'active' WHERE campaign_id = 103")
+        .execute(&w.db.pool)
+        .await?;
+    let again = handle(w.event(1, &[sync(103, 36_000, 36_000, true)])?, &w.deps).await?;
+    assert_eq!(again.applied, 1);
+    assert_eq!(w.status(103).await?.as_deref(), Some("paused"));
+    let notices = w.notifications().await?;
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(w.db.count("SELECT count(*) FROM campaign_pauses").await?, 1);
+    assert_eq!(w.db.count("SELECT count(*) FROM outbox").await?, 2);
     Ok(())
 }

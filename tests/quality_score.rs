@@ -32,8 +32,12 @@ impl World {
         Ok(Deps {
             db: self.db.pool.clone(),
             dead_letters: integration_tests::dead_letters(&self.db.pool, CONSUMER)?,
-            sns: adapters::aws::sns(&self.aws.sdk),
-            advertiser_alerts_topic_arn: alerts_arn.to_owned(),
+            outbox: adapters::outbox::Outbox::new(
+                self.db.pool.clone(),
+                adapters::aws::sns(&self.aws.sdk),
+                CONSUMER,
+                alerts_arn,
+            ),
         })
     }
 
@@ -105,10 +109,8 @@ async fn a_failed_notification_is_sent_once_by_the_retry() -> anyhow::Result<()>
         .expect_err("SNS topic missing");
     assert!(err.is_retryable(), "{err}");
     assert_eq!(
-        w.db.count(
-            "SELECT count(*) FROM quality_score_history WHERE notified_at IS NULL AND sharp_drop"
-        )
-        .await?,
+        w.db.count("SELECT count(*) FROM outbox WHERE sent_at IS NULL")
+            .await?,
         1
     );
 

@@ -115,11 +115,15 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
     let deps = QualityDeps {
         db: db.pool.clone(),
         dead_letters: integration_tests::dead_letters(&db.pool, QUALITY)?,
-        sns,
-        advertiser_alerts_topic_arn: alerts.topic_arn.unwrap_or_default(),
+        outbox: adapters::outbox::Outbox::new(
+            db.pool.clone(),
+            sns,
+            QUALITY,
+            alerts.topic_arn.unwrap_or_default(),
+        ),
     };
     let reset = async || -> anyhow::Result<()> {
-        sqlx::query("TRUNCATE quality_scores, quality_score_history")
+        sqlx::query("TRUNCATE quality_scores, quality_score_history, outbox")
             .execute(&db.pool)
             .await?;
         Ok(())
@@ -238,12 +242,16 @@ async fn bench_budget_sync(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
             retries: 3,
         })?,
         dead_letters: integration_tests::dead_letters(&db.pool, BUDGET)?,
-        sns: adapters::aws::sns(&aws.sdk),
-        operator_alerts_topic_arn: String::new(),
+        outbox: adapters::outbox::Outbox::new(
+            db.pool.clone(),
+            adapters::aws::sns(&aws.sdk),
+            BUDGET,
+            String::new(),
+        ),
         redis_budget: Duration::from_secs(10),
     };
     let mut reset = async || -> anyhow::Result<()> {
-        sqlx::query("TRUNCATE budget_sync_accuracy, campaign_pauses")
+        sqlx::query("TRUNCATE budget_sync_accuracy, campaign_pauses, outbox")
             .execute(&db.pool)
             .await?;
         redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;

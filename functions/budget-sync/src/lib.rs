@@ -11,10 +11,12 @@
 //!    with its correction's state (`applied`, `pending` when queued, `superseded`, `none`).
 //!    Older queued corrections of the same counters are superseded. A `pause_if_exceeded`
 //!    message pauses its campaign when today's DB spend reached the daily budget, and queues
-//!    the pause's Redis status key and operators' notification.
+//!    the pause's Redis status key, and its operators' notification in the outbox, in the same
+//!    transaction.
 //! 3. **Queued work** (one Redis pipeline): whatever earlier batches queued is applied; if
 //!    Redis is still away it stays queued. The batch succeeds either way: the DB side is done.
-//! 4. **Notify**: each new pause is published to the operators' SNS topic once.
+//! 4. **Notify**: the outbox publishes each new pause to the operators' SNS topic (at least
+//!    once, keyed for de-duplication; see `adapters::outbox`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -22,6 +24,7 @@ use std::time::Duration;
 
 use adapters::emf::{Metrics, Unit};
 use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, Record};
+use adapters::outbox::Outbox;
 use adapters::{aws, config, db, telemetry};
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -30,8 +33,10 @@ use domain::budget::{
     BudgetSync, CampaignAction, MARKER_TTL_SECONDS, Source, counter_key, marker_key, parse_sync,
     status_key,
 };
+use domain::notice::{self, Notice, Pause};
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
+use sqlx::types::Json;
 
 pub const CONSUMER: &str = "budget-sync-processor";
 
@@ -88,8 +93,8 @@ pub struct Deps {
     pub db: PgPool,
     pub redis: ConnectionManager,
     pub dead_letters: DeadLetters,
-    pub sns: aws_sdk_sns::Client,
-    pub operator_alerts_topic_arn: String,
+    /// Pause notifications to the operators' topic.
+    pub outbox: Outbox,
     pub redis_budget: Duration,
 }
 
@@ -98,12 +103,17 @@ impl Deps {
         let sdk = aws::sdk_config().await;
         let db = db::pool(&config.database, &sdk).await?;
         let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?;
+        let outbox = Outbox::new(
+            db.clone(),
+            aws::sns(&sdk),
+            CONSUMER,
+            &config.operator_alerts_topic_arn,
+        );
         Ok(Self {
             db,
             redis: adapters::redis::connect_lazy(&config.redis)?,
             dead_letters,
-            sns: aws::sns(&sdk),
-            operator_alerts_topic_arn: config.operator_alerts_topic_arn.clone(),
+            outbox,
             redis_budget: config.redis_budget,
         })
     }
@@ -162,9 +172,9 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
                     Vec::new()
                 }
             };
-            let recorded = record(&deps.db, &fresh, &plan).await?;
+            let recorded = record(deps, &fresh, &plan).await?;
             let flushed = flush_queued(deps).await?;
-            let notified = notify_pauses(deps).await?;
+            let notified = deps.outbox.flush(NOTIFY_LIMIT).await?.published;
             report(&fresh, &recorded, &corrected_now, &flushed, notified);
             Ok(recorded.rows)
         },
@@ -374,7 +384,7 @@ struct Recorded {
 }
 
 async fn record(
-    db: &PgPool,
+    deps: &Deps,
     fresh: &[Synced],
     plan: &[Correction],
 ) -> Result<Recorded, WorkerError> {
@@ -403,7 +413,8 @@ async fn record(
     // batch's messages read the counters later); and the pauses. Only messages recorded now
     // can pause, so a replay cannot pause a campaign operators resumed since. A pause is for
     // today's (KST) spend: a late message about an earlier day pauses nothing.
-    let (rows, paused): (i64, i64) = sqlx::query_as(
+    let mut tx = deps.db.begin().await.map_err(db::classify)?;
+    let (rows, paused): (i64, Json<Vec<Pause>>) = sqlx::query_as(
         "WITH batch AS (
              SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::timestamptz[],
                                   $5::bigint[], $6::date[], $7::bigint[], $8::bigint[],
@@ -448,8 +459,13 @@ async fn record(
              INSERT INTO campaign_pauses
                  (campaign_id, advertiser_id, spend_date, db_spent, daily_budget)
              SELECT campaign_id, advertiser_id, spend_date, db_spent, daily_budget FROM paused
-             RETURNING id)
-         SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM pauses)",
+             ON CONFLICT (campaign_id, spend_date) DO UPDATE SET
+                 advertiser_id = EXCLUDED.advertiser_id, db_spent = EXCLUDED.db_spent,
+                 daily_budget = EXCLUDED.daily_budget, paused_at = now(),
+                 redis_status_at = NULL
+             RETURNING campaign_id, advertiser_id, spend_date, db_spent, daily_budget, paused_at)
+         SELECT (SELECT count(*) FROM inserted),
+                (SELECT coalesce(json_agg(p ORDER BY campaign_id), '[]') FROM pauses p)",
     )
     .bind(&topics)
     .bind(&partitions)
@@ -465,12 +481,16 @@ async fn record(
     .bind(&deltas)
     .bind(&states)
     .bind(&pause)
-    .fetch_one(db)
+    .fetch_one(&mut *tx)
     .await
     .map_err(db::classify)?;
+    // Announced in the pause's own transaction: a pause and its notification commit together.
+    let notices: Vec<Notice> = paused.0.iter().map(notice::campaign_paused).collect();
+    deps.outbox.add(&mut tx, &notices).await?;
+    tx.commit().await.map_err(db::classify)?;
     Ok(Recorded {
         rows: usize::try_from(rows).unwrap_or_default(),
-        paused: usize::try_from(paused).unwrap_or_default(),
+        paused: paused.0.len(),
     })
 }
 
@@ -589,71 +609,6 @@ async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
         statuses: statuses.len(),
         queued: 0,
     })
-}
-
-/// A pause to notify: id, campaign, advertiser, day, DB spend, daily budget.
-type PendingPause = (i64, i64, i64, NaiveDate, i64, i64);
-
-/// Notifies operators of every pause not yet notified. Each is marked as it is published; if
-/// a publish fails, the marks so far are kept and the batch fails, to be retried.
-async fn notify_pauses(deps: &Deps) -> Result<usize, WorkerError> {
-    let mut tx = deps.db.begin().await.map_err(db::classify)?;
-    let pending: Vec<PendingPause> = sqlx::query_as(
-        "SELECT id, campaign_id, advertiser_id, spend_date, db_spent, daily_budget
-           FROM campaign_pauses
-          WHERE notified_at IS NULL
-          ORDER BY id LIMIT $1
-            FOR UPDATE SKIP LOCKED",
-    )
-    .bind(NOTIFY_LIMIT)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db::classify)?;
-    let mut notified = 0;
-    let mut failure = None;
-    for (id, campaign_id, advertiser_id, day, db_spent, daily_budget) in pending {
-        let message = serde_json::json!({
-            "type": "campaign_paused",
-            "reason": "daily budget reached",
-            "campaign_id": campaign_id,
-            "advertiser_id": advertiser_id,
-            "spend_date": day,
-            "db_spent": db_spent,
-            "daily_budget": daily_budget,
-        });
-        let published = deps
-            .sns
-            .publish()
-            .topic_arn(&deps.operator_alerts_topic_arn)
-            .subject("Campaign paused: daily budget reached")
-            .message(message.to_string())
-            .send()
-            .await;
-        if let Err(err) = published {
-            failure = Some(WorkerError::retryable(
-                anyhow::Error::new(err).context("SNS publish"),
-            ));
-            break;
-        }
-        sqlx::query("UPDATE campaign_pauses SET notified_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db::classify)?;
-        notified += 1;
-        tracing::info!(
-            campaign_id,
-            advertiser_id,
-            db_spent,
-            daily_budget,
-            "operators notified of a pause"
-        );
-    }
-    tx.commit().await.map_err(db::classify)?;
-    match failure {
-        Some(err) => Err(err),
-        None => Ok(notified),
-    }
 }
 
 /// `BudgetSyncAccuracy` is the mean accuracy of the batch's new messages, in percent; the

@@ -4,21 +4,25 @@
 //! 2.0 or more notifies the advertiser through SNS.
 //!
 //! The batch is folded per campaign in produce order over the stored scores, read once under a
-//! row lock; history rows and final scores are written set-based in one transaction. The
-//! notifications go out after the commit, from the history rows still marked unnotified, so a
-//! crash in between is caught up by the retry and nothing is notified twice.
+//! row lock; history rows, final scores and the sharp drops' notifications (in the outbox) are
+//! written set-based in one transaction. The outbox publishes them after the commit, so a crash
+//! in between is caught up by the retry: at least once, keyed for de-duplication.
 
 use std::collections::HashMap;
 
 use adapters::kafka::{self, DeadLetters, KafkaBatchSummary};
+use adapters::outbox::Outbox;
 use adapters::{aws, config, db};
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use domain::WorkerError;
+use domain::notice::{self, Notice};
 use domain::quality::{ScoreChange, ScoreUpdate, Stored, decide, parse_score};
 use sqlx::PgPool;
 
 pub const CONSUMER: &str = "quality-score-processor";
+/// Notifications published per batch; a backlog drains over the following batches.
+const NOTIFY_LIMIT: i64 = 500;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,8 +44,8 @@ impl Config {
 pub struct Deps {
     pub db: PgPool,
     pub dead_letters: DeadLetters,
-    pub sns: aws_sdk_sns::Client,
-    pub advertiser_alerts_topic_arn: String,
+    /// Sharp-drop notifications to the advertisers' topic.
+    pub outbox: Outbox,
 }
 
 impl Deps {
@@ -49,11 +53,16 @@ impl Deps {
         let sdk = aws::sdk_config().await;
         let db = db::pool(&config.database, &sdk).await?;
         let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?;
+        let outbox = Outbox::new(
+            db.clone(),
+            aws::sns(&sdk),
+            CONSUMER,
+            &config.advertiser_alerts_topic_arn,
+        );
         Ok(Self {
             db,
             dead_letters,
-            sns: aws::sns(&sdk),
-            advertiser_alerts_topic_arn: config.advertiser_alerts_topic_arn.clone(),
+            outbox,
         })
     }
 }
@@ -64,8 +73,8 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
         |record| parse_score(&record.value),
         |updates| async move {
             let campaigns = campaigns_in_order(&updates);
-            let written = store(&deps.db, &campaigns, updates).await?;
-            notify_sharp_drops(deps, &campaigns).await?;
+            let written = store(deps, &campaigns, updates).await?;
+            deps.outbox.flush(NOTIFY_LIMIT).await?;
             Ok(written)
         },
         &deps.dead_letters,
@@ -82,14 +91,14 @@ fn campaigns_in_order(updates: &[ScoreUpdate]) -> Vec<i64> {
 
 /// Writes the batch's changes; returns how many scores were written.
 async fn store(
-    db: &PgPool,
+    deps: &Deps,
     campaigns: &[i64],
     updates: Vec<ScoreUpdate>,
 ) -> Result<usize, WorkerError> {
     if updates.is_empty() {
         return Ok(0);
     }
-    let mut tx = db.begin().await.map_err(db::classify)?;
+    let mut tx = deps.db.begin().await.map_err(db::classify)?;
     // Locked in campaign order, so two invocations sharing campaigns cannot deadlock.
     let stored: HashMap<i64, Stored> = sqlx::query_as::<_, (i64, f64, DateTime<Utc>)>(
         "SELECT campaign_id, score, computed_at FROM quality_scores
@@ -158,75 +167,12 @@ async fn store(
     .execute(&mut *tx)
     .await
     .map_err(db::classify)?;
+    let drops: Vec<Notice> = changes
+        .iter()
+        .filter(|c| c.sharp_drop)
+        .map(notice::quality_score_drop)
+        .collect();
+    deps.outbox.add(&mut tx, &drops).await?;
     tx.commit().await.map_err(db::classify)?;
     Ok(changes.len())
-}
-
-/// A history row still to be notified: id, campaign, advertiser, previous, score, computed_at.
-type PendingDrop = (i64, i64, i64, Option<f64>, f64, DateTime<Utc>);
-
-/// Publishes every sharp drop of these campaigns not yet notified, then marks it. The rows are
-/// claimed first (`FOR UPDATE SKIP LOCKED`): a concurrent invocation with the same batch skips
-/// what this one is sending instead of sending it again. If a publish fails, the drops sent so
-/// far stay marked and the rest wait for the retry.
-async fn notify_sharp_drops(deps: &Deps, campaigns: &[i64]) -> Result<(), WorkerError> {
-    let mut tx = deps.db.begin().await.map_err(db::classify)?;
-    let pending: Vec<PendingDrop> = sqlx::query_as(
-        "SELECT id, campaign_id, advertiser_id, previous_score, score, computed_at
-           FROM quality_score_history
-          WHERE campaign_id = ANY($1) AND sharp_drop AND notified_at IS NULL
-          ORDER BY id
-            FOR UPDATE SKIP LOCKED",
-    )
-    .bind(campaigns)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db::classify)?;
-    for drop in pending {
-        let id = drop.0;
-        if let Err(err) = publish_drop(deps, drop).await {
-            tx.commit().await.map_err(db::classify)?;
-            return Err(err);
-        }
-        sqlx::query("UPDATE quality_score_history SET notified_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db::classify)?;
-    }
-    tx.commit().await.map_err(db::classify)?;
-    Ok(())
-}
-
-async fn publish_drop(deps: &Deps, drop: PendingDrop) -> Result<(), WorkerError> {
-    let (_, campaign_id, advertiser_id, previous, score, computed_at) = drop;
-    let message = serde_json::json!({
-        "type": "quality_score_drop",
-        "campaign_id": campaign_id,
-        "advertiser_id": advertiser_id,
-        "previous_score": previous,
-        "score": score,
-        "computed_at": computed_at,
-    });
-    let attribute = aws_sdk_sns::types::MessageAttributeValue::builder()
-        .data_type("Number")
-        .string_value(advertiser_id.to_string())
-        .build()
-        .map_err(WorkerError::retryable)?;
-    deps.sns
-        .publish()
-        .topic_arn(&deps.advertiser_alerts_topic_arn)
-        .subject("Quality score dropped")
-        .message(message.to_string())
-        .message_attributes("advertiser_id", attribute)
-        .send()
-        .await
-        .map_err(|err| WorkerError::retryable(anyhow::Error::new(err).context("SNS publish")))?;
-    tracing::info!(
-        campaign_id,
-        advertiser_id,
-        score,
-        "advertiser notified of a sharp drop"
-    );
-    Ok(())
 }

@@ -10,6 +10,7 @@ pub mod images;
 pub mod jobs;
 pub mod kafka;
 pub mod msk_iam;
+pub mod outbox;
 pub mod redis;
 pub mod sqs_batch;
 pub mod telemetry;

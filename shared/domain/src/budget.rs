@@ -380,3 +380,76 @@ mod tests {
         );
     }
 }
+
+/// Properties of [`parse_sync`] over arbitrary input and record times: it never panics,
+/// refuses with a permanent, storable reason, and accepts only syncs whose amounts, date and
+/// correction `budget_sync_accuracy` and a Redis counter hold.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    use super::*;
+    use crate::text::properties::{almost_valid, bytes, config, instant, json, refused};
+
+    const SAMPLE: &str = r#"{"campaign_id": "12345", "redis_spent": 45000, "db_spent": 44750,
+        "accuracy_ratio": 0.994, "sync_action": "adjust_redis",
+        "campaign_action": "pause_if_exceeded", "spend_date": "2026-11-20"}"#;
+
+    fn check(value: &[u8], produced_at: DateTime<Utc>) -> Result<(), TestCaseError> {
+        let sync = match parse_sync(value, produced_at) {
+            Ok(sync) => sync,
+            Err(err) => return refused(&err),
+        };
+        prop_assert!(sync.campaign_id > 0);
+        prop_assert!((0..=MAX_SPENT).contains(&sync.redis_spent));
+        prop_assert!((0..=MAX_SPENT).contains(&sync.db_spent));
+        if let Some(ratio) = sync.reported_ratio {
+            prop_assert!(ratio.is_finite() && (0.0..=1.0).contains(&ratio));
+        }
+        let latest = kst_date(produced_at).succ_opt().unwrap_or(NaiveDate::MAX);
+        prop_assert!(EARLIEST_SPEND_DATE <= sync.spend_date && sync.spend_date <= latest);
+        let accuracy = sync.accuracy();
+        prop_assert!((0.0..=1.0).contains(&accuracy), "accuracy {accuracy}");
+        let difference = sync.difference_ratio();
+        prop_assert!(difference.is_finite() && difference >= 0.0);
+        if let Some(delta) = sync.correction() {
+            prop_assert!(delta.unsigned_abs() <= MAX_SPENT as u64);
+        }
+        // The keys it writes are well-formed and name the campaign and day back.
+        let key = counter_key(sync.campaign_id, sync.spend_date);
+        prop_assert_eq!(
+            parse_counter_key(&key),
+            Some((sync.campaign_id, sync.spend_date))
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_sample_is_valid() {
+        let at = "2026-11-20T03:00:00Z".parse().expect("instant");
+        assert!(parse_sync(SAMPLE.as_bytes(), at).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_are_parsed_or_refused(value in bytes(), at in instant()) {
+            check(&value, at)?;
+        }
+
+        #[test]
+        fn arbitrary_json_is_parsed_or_refused(value in json(), at in instant()) {
+            check(value.to_string().as_bytes(), at)?;
+        }
+
+        #[test]
+        fn a_sync_with_a_field_changed_is_parsed_or_refused(
+            value in almost_valid(SAMPLE),
+            at in instant(),
+        ) {
+            check(&value, at)?;
+        }
+    }
+}

@@ -503,3 +503,57 @@ mod tests {
         assert_eq!(Outcome::parse("lost"), None);
     }
 }
+
+/// Properties of [`parse_request`] over arbitrary input: it never panics, refuses with a
+/// permanent, storable reason, and accepts only requests `coupon_issue_outcomes` holds.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    use super::*;
+    use crate::text::properties::{
+        almost_valid, bytes, config, json, postgres_holds_text, postgres_holds_timestamp, refused,
+    };
+
+    const SAMPLE: &str = r#"{"request_id": "5f0c1c2e-0001-4a6b-9d1e-000000000001",
+        "coupon_id": 3001, "user_id": 9001, "requested_at": "2026-11-20T10:00:00+09:00",
+        "channel": "app"}"#;
+
+    fn check(value: &[u8]) -> Result<(), TestCaseError> {
+        let request = match parse_request(value) {
+            Ok(request) => request,
+            Err(err) => return refused(&err),
+        };
+        let id = request.request_id.as_str();
+        prop_assert!(!id.trim().is_empty() && id.len() <= MAX_REQUEST_ID_LEN);
+        prop_assert!(postgres_holds_text(id) && !id.chars().any(char::is_control));
+        prop_assert!((2000..=9999).contains(&request.requested_at.year()));
+        prop_assert!(postgres_holds_timestamp(request.requested_at));
+        Ok(())
+    }
+
+    #[test]
+    fn the_sample_is_valid() {
+        assert!(parse_request(SAMPLE.as_bytes()).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_are_parsed_or_refused(value in bytes()) {
+            check(&value)?;
+        }
+
+        #[test]
+        fn arbitrary_json_is_parsed_or_refused(value in json()) {
+            check(value.to_string().as_bytes())?;
+        }
+
+        #[test]
+        fn a_request_with_a_field_changed_is_parsed_or_refused(value in almost_valid(SAMPLE)) {
+            check(&value)?;
+        }
+    }
+}

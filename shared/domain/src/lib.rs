@@ -5,6 +5,7 @@ pub mod budget;
 pub mod coupon;
 pub mod error;
 pub mod metrics;
+pub mod notice;
 pub mod quality;
 pub mod retention;
 pub mod rollup;

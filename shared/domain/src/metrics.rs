@@ -200,3 +200,60 @@ mod tests {
         assert!(reason("{").starts_with("malformed JSON"));
     }
 }
+
+/// Properties of [`parse_window`] over arbitrary input: it never panics, refuses with a
+/// permanent, storable reason, and accepts only windows `performance_metrics` holds and a month
+/// of which sums inside a `bigint`.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    use super::*;
+    use crate::text::properties::{almost_valid, bytes, config, json, refused};
+
+    const SAMPLE: &str = r#"{"campaign_id": 7, "advertiser_id": 3, "window_size": "5m",
+        "window_start": "2026-11-20T15:05:00Z", "impressions": 1000, "clicks": 40,
+        "conversions": 4, "cost": 12.345678}"#;
+
+    fn check(value: &[u8]) -> Result<(), TestCaseError> {
+        let w = match parse_window(value) {
+            Ok(w) => w,
+            Err(err) => return refused(&err),
+        };
+        prop_assert!(w.campaign_id > 0 && w.advertiser_id > 0);
+        prop_assert!(0 <= w.conversions && w.conversions <= w.clicks);
+        prop_assert!(w.clicks <= w.impressions && w.impressions <= MAX_WINDOW_COUNT);
+        prop_assert!((0..=1_000_000_000_000_000_000).contains(&w.cost_micros));
+        prop_assert!((2000..=9999).contains(&w.window_start.year()));
+        prop_assert_eq!(w.window_start.timestamp() % w.window_size.seconds(), 0);
+        prop_assert_eq!(w.window_date, kst_date(w.window_start));
+        // A month of one-minute windows still sums inside a bigint.
+        prop_assert!(w.impressions.checked_mul(31 * 24 * 60).is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn the_sample_is_valid() {
+        assert!(parse_window(SAMPLE.as_bytes()).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_are_parsed_or_refused(value in bytes()) {
+            check(&value)?;
+        }
+
+        #[test]
+        fn arbitrary_json_is_parsed_or_refused(value in json()) {
+            check(value.to_string().as_bytes())?;
+        }
+
+        #[test]
+        fn a_window_with_a_field_changed_is_parsed_or_refused(value in almost_valid(SAMPLE)) {
+            check(&value)?;
+        }
+    }
+}

@@ -194,3 +194,58 @@ mod tests {
         assert!(parse_score(b"{}").is_err());
     }
 }
+
+/// Properties of [`parse_score`] over arbitrary input: it never panics, refuses with a
+/// permanent, storable reason, and accepts only updates `quality_scores` holds.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    use super::*;
+    use crate::text::properties::{
+        almost_valid, bytes, config, json, postgres_holds_timestamp, refused,
+    };
+
+    const SAMPLE: &str = r#"{"campaign_id": 2001, "advertiser_id": 501, "score": 8.4,
+        "computed_at": "2026-11-20T10:00:00Z"}"#;
+
+    fn check(value: &[u8]) -> Result<(), TestCaseError> {
+        let update = match parse_score(value) {
+            Ok(update) => update,
+            Err(err) => return refused(&err),
+        };
+        prop_assert!(update.campaign_id > 0 && update.advertiser_id > 0);
+        prop_assert!(update.score.is_finite() && (0.0..=10.0).contains(&update.score));
+        prop_assert!(
+            postgres_holds_timestamp(update.computed_at),
+            "computed_at {} is outside PostgreSQL's timestamptz",
+            update.computed_at
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn the_sample_is_valid() {
+        assert!(parse_score(SAMPLE.as_bytes()).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_are_parsed_or_refused(value in bytes()) {
+            check(&value)?;
+        }
+
+        #[test]
+        fn arbitrary_json_is_parsed_or_refused(value in json()) {
+            check(value.to_string().as_bytes())?;
+        }
+
+        #[test]
+        fn an_update_with_a_field_changed_is_parsed_or_refused(value in almost_valid(SAMPLE)) {
+            check(&value)?;
+        }
+    }
+}

@@ -240,3 +240,76 @@ mod tests {
         assert_eq!(add_days(day("2026-02-28"), 1), day("2026-03-01"));
     }
 }
+
+/// Properties of [`JobInput`] over arbitrary payloads and clocks: parsing never panics; a
+/// payload is refused (permanently, with a storable reason) or names a finished Asia/Seoul day,
+/// strictly before today, that PostgreSQL's `date` holds.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::text::properties::{
+        almost_valid, bytes, config, instant, json, postgres_holds_date, refused,
+    };
+
+    const SAMPLE: &str =
+        r#"{"date": "2026-11-20", "scheduled_time": "2026-11-20T17:00:00Z", "dry_run": true}"#;
+
+    fn now() -> impl Strategy<Value = DateTime<Utc>> {
+        prop_oneof![
+            2 => Just(Utc::now()),
+            1 => Just(DateTime::<Utc>::from_timestamp(1_795_996_800, 0).unwrap_or_default()),
+            1 => instant(),
+        ]
+    }
+
+    fn check(payload: Value, now: DateTime<Utc>) -> Result<(), TestCaseError> {
+        let input = match JobInput::parse(payload) {
+            Ok(input) => input,
+            Err(err) => return refused(&err),
+        };
+        let day = match input.target_date(now) {
+            Ok(day) => day,
+            Err(err) => return refused(&err),
+        };
+        prop_assert!(day < kst_date(now), "{day} is not before today in Seoul");
+        prop_assert!(
+            postgres_holds_date(day),
+            "{day} is outside PostgreSQL's date (job_runs.target_date)"
+        );
+        if let Some(given) = input.date {
+            prop_assert_eq!(day, given);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_are_a_day_or_refused(payload in bytes(), now in now()) {
+            // The runtime hands the function JSON; bytes that are not JSON never reach it.
+            if let Ok(payload) = serde_json::from_slice::<Value>(&payload) {
+                check(payload, now)?;
+            }
+        }
+
+        #[test]
+        fn arbitrary_json_is_a_day_or_refused(payload in json(), now in now()) {
+            check(payload, now)?;
+        }
+
+        #[test]
+        fn an_input_with_a_field_changed_is_a_day_or_refused(
+            payload in almost_valid(SAMPLE),
+            now in now(),
+        ) {
+            if let Ok(payload) = serde_json::from_slice::<Value>(&payload) {
+                check(payload, now)?;
+            }
+        }
+    }
+}

@@ -609,3 +609,152 @@ mod tests {
         assert_eq!(back, completion);
     }
 }
+
+/// Properties of [`parse_request`] over arbitrary bodies, both kinds and any receiving time: it
+/// never panics, refuses with a permanent, storable reason, and accepts only requests whose
+/// every value the webtoon tables (and the completion's `jsonb`) hold.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    use super::*;
+    use crate::text::properties::{
+        almost_valid, bytes, config, instant, json, postgres_holds_date, postgres_holds_text,
+        postgres_holds_timestamp, refused,
+    };
+
+    const SAMPLE: &str = r#"{
+        "request_id": "req-1", "platform": "NAVER", "external_id": " 783053 ",
+        "requested_at": "2026-11-20T01:02:03Z", "title": "Tower", "status": "ONGOING",
+        "rating": 9.8, "age_rating": "12", "genres": ["FANTASY", "ACTION"],
+        "authors": [{"name": "SIU", "role": "WRITER"}], "publish_days": ["MON", "SAT"],
+        "thumbnail_url": "https://img.example.com/t.png",
+        "cover_image_url": "https://img.example.com/c.png",
+        "episodes": [{"number": 1, "title": "Ep 1", "thumbnail_url": "https://img.example.com/e1.png",
+                      "published_at": "2010-06-30"}, {"number": 2, "title": "Ep 2"}]
+    }"#;
+
+    fn received() -> impl Strategy<Value = DateTime<Utc>> {
+        prop_oneof![
+            3 => Just(DateTime::<Utc>::from_timestamp(1_795_219_200, 0).unwrap_or_default()),
+            1 => instant(),
+        ]
+    }
+
+    fn kind() -> impl Strategy<Value = RequestKind> {
+        prop_oneof![Just(RequestKind::Create), Just(RequestKind::Update)]
+    }
+
+    /// Trimmed, not blank, within `max` characters, and storable.
+    fn field(name: &str, text: &str, max: usize) -> Result<(), TestCaseError> {
+        prop_assert!(!text.is_empty() && text.trim() == text, "{name} {text:?}");
+        prop_assert!(text.chars().count() <= max, "{name} is too long");
+        prop_assert!(
+            postgres_holds_text(text),
+            "{name} {text:?} has a NUL, which PostgreSQL text and jsonb refuse"
+        );
+        Ok(())
+    }
+
+    fn image(url: &Url) -> Result<(), TestCaseError> {
+        prop_assert!(matches!(url.scheme(), "http" | "https") && url.host().is_some());
+        prop_assert!(postgres_holds_text(url.as_str()));
+        Ok(())
+    }
+
+    fn check(
+        kind: RequestKind,
+        body: &str,
+        received_at: DateTime<Utc>,
+    ) -> Result<(), TestCaseError> {
+        let request = match parse_request(kind, body, received_at) {
+            Ok(request) => request,
+            Err(err) => return refused(&err),
+        };
+        prop_assert_eq!(request.kind, kind);
+        field("request_id", &request.request_id, 200)?;
+        field(
+            "external_id",
+            &request.key.external_id,
+            MAX_EXTERNAL_ID_CHARS,
+        )?;
+        prop_assert!(request.requested_at <= received_at + MAX_REQUEST_CLOCK_SKEW);
+        prop_assert!(
+            postgres_holds_timestamp(request.requested_at),
+            "requested_at {} is outside PostgreSQL's timestamptz",
+            request.requested_at
+        );
+        let f = &request.fields;
+        if kind == RequestKind::Create {
+            prop_assert!(f.title.is_some() && f.status.is_some());
+        }
+        if let Some(title) = &f.title {
+            field("title", title, MAX_TITLE_CHARS)?;
+        }
+        if let Some(rating) = f.rating {
+            prop_assert!((0.0..=10.0).contains(&rating));
+        }
+        for author in f.authors.iter().flatten() {
+            field("authors[].name", &author.name, 200)?;
+        }
+        for genre in f.genres.iter().flatten() {
+            field("genres[]", genre, 100)?;
+        }
+        for url in [&f.thumbnail_url, &f.cover_image_url].into_iter().flatten() {
+            image(url)?;
+        }
+        prop_assert!(f.episodes.len() <= MAX_EPISODES_PER_REQUEST);
+        let mut numbers = HashSet::new();
+        for episode in &f.episodes {
+            prop_assert!(episode.number >= 1 && numbers.insert(episode.number));
+            field("episodes[].title", &episode.title, MAX_TITLE_CHARS)?;
+            if let Some(url) = &episode.thumbnail_url {
+                image(url)?;
+            }
+            if let Some(day) = episode.published_at {
+                prop_assert!(
+                    postgres_holds_date(day),
+                    "published_at {day} is outside PostgreSQL's date"
+                );
+            }
+        }
+        let urls = request.image_urls();
+        let distinct: HashSet<&str> = urls.iter().map(|u| u.as_str()).collect();
+        prop_assert_eq!(distinct.len(), urls.len());
+        Ok(())
+    }
+
+    #[test]
+    fn the_sample_is_valid() {
+        let at = "2026-11-21T00:00:00Z".parse().expect("instant");
+        assert!(parse_request(RequestKind::Create, SAMPLE, at).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_bytes_are_parsed_or_refused(
+            kind in kind(),
+            body in bytes(),
+            at in received(),
+        ) {
+            check(kind, &String::from_utf8_lossy(&body), at)?;
+        }
+
+        #[test]
+        fn arbitrary_json_is_parsed_or_refused(kind in kind(), body in json(), at in received()) {
+            check(kind, &body.to_string(), at)?;
+        }
+
+        #[test]
+        fn a_request_with_a_field_changed_is_parsed_or_refused(
+            kind in kind(),
+            body in almost_valid(SAMPLE),
+            at in received(),
+        ) {
+            check(kind, &String::from_utf8_lossy(&body), at)?;
+        }
+    }
+}
