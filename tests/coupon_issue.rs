@@ -93,10 +93,6 @@ fn request(id: &str, coupon: i64, user: i64, at: &str) -> String {
         .to_string()
 }
 
-fn far() -> Instant {
-    Instant::now() + Duration::from_secs(120)
-}
-
 fn counts(summary: &KafkaBatchSummary) -> (usize, usize, usize, usize, usize) {
     (
         summary.records,
@@ -161,7 +157,7 @@ async fn two_instances_never_issue_past_the_stock_or_twice_to_a_user() -> anyhow
             let deps = deps?;
             let mut applied = 0;
             for event in events {
-                let summary = handle(event, &deps, far()).await?;
+                let summary = handle(event, &deps).await?;
                 assert_eq!((summary.rejected, summary.exhausted), (0, 0));
                 applied += summary.applied;
             }
@@ -226,7 +222,7 @@ async fn outcomes_of_the_sample_with_its_poison_record_and_a_replay() -> anyhow:
     let deps = w.deps()?;
     let event = load_kafka_event("coupon-issue.json", "coupon-issue-requests", &w.topic)?;
 
-    let summary = handle(event.clone(), &deps, far()).await?;
+    let summary = handle(event.clone(), &deps).await?;
     assert_eq!(counts(&summary), (8, 7, 6, 1, 0));
     let id = |n: u8| format!("5f0c1c2e-0001-4a6b-9d1e-00000000000{n}");
     let mut outcomes = Vec::new();
@@ -266,7 +262,7 @@ async fn outcomes_of_the_sample_with_its_poison_record_and_a_replay() -> anyhow:
 
     // Delivered again: same outcomes, no new effect, no second dead letter.
     let before = w.state().await?;
-    let again = handle(event, &deps, far()).await?;
+    let again = handle(event, &deps).await?;
     assert_eq!(counts(&again), (8, 7, 0, 1, 0));
     assert_eq!(w.state().await?, before);
     assert_eq!(
@@ -286,7 +282,7 @@ async fn outcomes_of_the_sample_with_its_poison_record_and_a_replay() -> anyhow:
         &[(&w.topic, 2, 0, &values), (&w.topic, 0, 100, &values2)],
         SAMPLE_TIME_MS + 86_400_000,
     )?;
-    let summary = handle(event, &deps, far()).await?;
+    let summary = handle(event, &deps).await?;
     assert_eq!(counts(&summary), (4, 2, 2, 2, 0));
     let sold_out = lookup(&w.db.pool, "late-1").await?.map(|a| a.outcome);
     assert_eq!(sold_out, Some(Outcome::SoldOut));
@@ -306,7 +302,7 @@ async fn reference_state(values: &[String]) -> anyhow::Result<Vec<String>> {
     let w = World::new().await?;
     w.coupon(1, 100).await?;
     let event = kafka_event_on(&[(&w.topic, 0, 0, values)], SAMPLE_TIME_MS + 86_400_000)?;
-    handle(event, &w.deps()?, far()).await?;
+    handle(event, &w.deps()?).await?;
     w.state().await
 }
 
@@ -345,7 +341,7 @@ async fn a_database_outage_mid_batch_is_retried_to_the_same_state() -> anyhow::R
         .execute(&mut *blocker)
         .await?;
     let started = Instant::now();
-    let batch = tokio::spawn(async move { handle(event, &deps, far()).await });
+    let batch = tokio::spawn(async move { handle(event, &deps).await });
     let waiting = "SELECT count(*) FROM pg_stat_activity
                     WHERE datname = current_database() AND wait_event_type = 'Lock'";
     for _ in 0..100 {
@@ -398,7 +394,7 @@ async fn retries_exhausted_go_to_the_dlq_and_redrive_issues_them() -> anyhow::Re
     // record goes to the DLQ, the malformed one too (its ledger is in the database).
     proxy.cut();
     let started = Instant::now();
-    let summary = handle(event, &deps, far()).await?;
+    let summary = handle(event, &deps).await?;
     assert_eq!(counts(&summary), (4, 3, 0, 1, 3));
     assert!(started.elapsed() >= Duration::from_secs(6));
     let dead = read_topic(&w.dlq, 4, Duration::from_secs(10)).await?;
@@ -463,7 +459,7 @@ async fn retries_exhausted_go_to_the_dlq_and_redrive_issues_them() -> anyhow::Re
         .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
         .collect();
     let event = kafka_event_on(&[(&w.topic, 0, 0, &values)], SAMPLE_TIME_MS + 86_400_000)?;
-    let summary = handle(event, &deps, far()).await?;
+    let summary = handle(event, &deps).await?;
     assert_eq!(counts(&summary), (4, 3, 3, 1, 0));
     let outcome = |id: &'static str| {
         let db = w.db.pool.clone();
@@ -503,7 +499,7 @@ async fn a_rejection_claimed_elsewhere_past_the_retries_is_sent_not_dropped() ->
     let deps = w.deps_on(w.db.pool.clone(), quick)?;
     // This consumer must not stall its partition: after its retries it sends the held record
     // itself (a possible duplicate, never a loss) and the batch succeeds.
-    let summary = handle(event, &deps, far()).await?;
+    let summary = handle(event, &deps).await?;
     assert_eq!(counts(&summary), (2, 1, 1, 1, 0));
     let dead = read_topic(&w.dlq, 2, Duration::from_secs(5)).await?;
     assert_eq!(dead.len(), 1);

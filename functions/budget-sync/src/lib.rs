@@ -23,7 +23,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use adapters::emf::{Metrics, Unit};
-use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, Record};
+use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, OnFailure, Record};
 use adapters::outbox::Outbox;
 use adapters::{aws, config, db, telemetry};
 use aws_lambda_events::event::kafka::KafkaEvent;
@@ -146,7 +146,7 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
         &event,
         validate,
         |syncs| async move {
-            let fresh = not_yet_recorded(&deps.db, syncs).await?;
+            let fresh = not_yet_recorded(&deps.db, &syncs).await?;
             let mut plan = plan(&fresh);
             let due: Vec<Due<'_>> = fresh
                 .iter()
@@ -179,15 +179,16 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
             Ok(recorded.rows)
         },
         &deps.dead_letters,
+        &OnFailure::FailInvocation,
     )
     .await
 }
 
 /// The messages of the batch not recorded yet: a redelivered one was fully handled (or queued)
 /// by its first delivery and must not touch Redis again.
-async fn not_yet_recorded(db: &PgPool, syncs: Vec<Synced>) -> Result<Vec<Synced>, WorkerError> {
+async fn not_yet_recorded(db: &PgPool, syncs: &[Synced]) -> Result<Vec<Synced>, WorkerError> {
     if syncs.is_empty() {
-        return Ok(syncs);
+        return Ok(Vec::new());
     }
     let topics: Vec<&str> = syncs.iter().map(|s| s.topic.as_str()).collect();
     let partitions: Vec<i32> = syncs.iter().map(|s| s.partition).collect();
@@ -206,12 +207,10 @@ async fn not_yet_recorded(db: &PgPool, syncs: Vec<Synced>) -> Result<Vec<Synced>
     .map_err(db::classify)?
     .into_iter()
     .collect();
-    if recorded.is_empty() {
-        return Ok(syncs);
-    }
     Ok(syncs
-        .into_iter()
+        .iter()
         .filter(|s| !recorded.contains(&(s.topic.clone(), s.partition, s.offset)))
+        .cloned()
         .collect())
 }
 

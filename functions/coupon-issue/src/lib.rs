@@ -16,10 +16,9 @@
 //! `coupon-issue-dlq` with their attempts and error, and `devtools redrive` replays them.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
 
 use adapters::emf::{Metrics, Unit};
-use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, Record, Retry};
+use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, OnFailure, Record, Retry};
 use adapters::{aws, config, db};
 use anyhow::anyhow;
 use aws_lambda_events::event::kafka::KafkaEvent;
@@ -72,19 +71,15 @@ impl Deps {
     }
 }
 
-/// Handles one batch; `deadline` is the invocation's, which bounds the retries.
-pub async fn handle(
-    event: KafkaEvent,
-    deps: &Deps,
-    deadline: Instant,
-) -> Result<KafkaBatchSummary, WorkerError> {
-    kafka::process_retrying(
+/// Handles one batch. A transient failure is retried within the invocation's deadline, then
+/// the batch is dead-lettered: a coupon request must not stall its partition.
+pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary, WorkerError> {
+    kafka::process(
         &event,
         submitted,
         |batch| async move { issue(&deps.db, &batch).await },
         &deps.dead_letters,
-        &deps.retry,
-        deadline,
+        &OnFailure::RetryThenDeadLetter(deps.retry.clone()),
     )
     .await
 }

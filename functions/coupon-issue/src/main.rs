@@ -1,10 +1,8 @@
 //! Lambda entry point: telemetry, configuration and clients once per cold start, then the loop.
-//! Each invocation gets its deadline, which bounds the in-invocation retries.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
     let deps = coupon_issue::Deps::build(&coupon_issue::Config::from_env()?).await?;
-    adapters::telemetry::serve_until(|event, deadline| coupon_issue::handle(event, &deps, deadline))
-        .await
+    adapters::telemetry::serve(|event| coupon_issue::handle(event, &deps)).await
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 
-use adapters::kafka::{self, DeadLetters, KafkaBatchSummary};
+use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, OnFailure};
 use adapters::outbox::Outbox;
 use adapters::{aws, config, db};
 use aws_lambda_events::event::kafka::KafkaEvent;
@@ -73,11 +73,12 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
         |record| parse_score(&record.value),
         |updates| async move {
             let campaigns = campaigns_in_order(&updates);
-            let written = store(deps, &campaigns, updates).await?;
+            let written = store(deps, &campaigns, &updates).await?;
             deps.outbox.flush(NOTIFY_LIMIT).await?;
             Ok(written)
         },
         &deps.dead_letters,
+        &OnFailure::FailInvocation,
     )
     .await
 }
@@ -93,7 +94,7 @@ fn campaigns_in_order(updates: &[ScoreUpdate]) -> Vec<i64> {
 async fn store(
     deps: &Deps,
     campaigns: &[i64],
-    updates: Vec<ScoreUpdate>,
+    updates: &[ScoreUpdate],
 ) -> Result<usize, WorkerError> {
     if updates.is_empty() {
         return Ok(0);
@@ -112,7 +113,7 @@ async fn store(
     .map(|(id, score, computed_at)| (id, Stored { score, computed_at }))
     .collect();
 
-    let mut by_campaign: HashMap<i64, Vec<ScoreUpdate>> = HashMap::new();
+    let mut by_campaign: HashMap<i64, Vec<&ScoreUpdate>> = HashMap::new();
     for update in updates {
         by_campaign
             .entry(update.campaign_id)
@@ -124,7 +125,7 @@ async fn store(
         .flat_map(|id| {
             decide(
                 stored.get(id).copied(),
-                by_campaign.get(id).into_iter().flatten(),
+                by_campaign.get(id).into_iter().flatten().copied(),
             )
         })
         .collect();

@@ -47,8 +47,27 @@ pub fn function_name() -> String {
     std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".to_owned())
 }
 
-/// Runs the Lambda loop: every invocation's payload goes to `handler` inside its own span.
-/// Each function's `main` builds its clients once and passes a closure borrowing them.
+tokio::task_local! {
+    /// The deadline of the invocation being served.
+    static DEADLINE: std::time::Instant;
+}
+
+/// The deadline of the invocation being served; `None` outside [`serve`] (tests, tools).
+pub fn invocation_deadline() -> Option<std::time::Instant> {
+    DEADLINE.try_with(|deadline| *deadline).ok()
+}
+
+/// Runs `work` as an invocation ending at `deadline` would run (benchmarks, tests).
+pub async fn with_deadline<F: std::future::Future>(
+    deadline: std::time::Instant,
+    work: F,
+) -> F::Output {
+    DEADLINE.scope(deadline, work).await
+}
+
+/// Runs the Lambda loop: every invocation's payload goes to `handler` inside its own span,
+/// with its deadline known to [`invocation_deadline`]. Each function's `main` builds its
+/// clients once and passes a closure borrowing them.
 pub async fn serve<'a, E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
 where
     E: serde::de::DeserializeOwned + Send,
@@ -57,27 +76,16 @@ where
     F: Fn(E) -> Fut,
     Fut: std::future::Future<Output = Result<R, Err>> + 'a,
 {
-    serve_until(|event, _deadline| handler(event)).await
-}
-
-/// [`serve`] for handlers that budget their time: each also gets the invocation's deadline.
-pub async fn serve_until<'a, E, R, Err, F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    E: serde::de::DeserializeOwned + Send,
-    R: serde::Serialize + 'a,
-    Err: Into<lambda_runtime::Error> + 'a,
-    F: Fn(E, std::time::Instant) -> Fut,
-    Fut: std::future::Future<Output = Result<R, Err>> + 'a,
-{
     use tracing::Instrument as _;
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<E>| {
             let span = invocation_span(&event.context);
+            let work = DEADLINE.scope(deadline(&event.context), handler(event.payload));
             // Boxed, so the handler's future type ends here: nested inside `main`'s future it
             // would push the release build's layout computation past rustc's depth limit.
             // One allocation per invocation.
             let invocation: std::pin::Pin<Box<dyn std::future::Future<Output = _> + 'a>> =
-                Box::pin(handler(event.payload, deadline(&event.context)));
+                Box::pin(work);
             async move { invocation.await.map_err(Into::into) }.instrument(span)
         },
     ))
@@ -91,4 +99,17 @@ pub fn deadline(ctx: &lambda_runtime::Context) -> std::time::Instant {
         .duration_since(std::time::SystemTime::now())
         .unwrap_or_default();
     std::time::Instant::now() + left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_deadline_is_the_served_invocations_and_none_outside() {
+        assert_eq!(invocation_deadline(), None);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let seen = with_deadline(deadline, async { invocation_deadline() }).await;
+        assert_eq!(seen, Some(deadline));
+    }
 }

@@ -1,0 +1,118 @@
+//! Records as an MSK event source mapping delivers them: base64 keys and values, headers as
+//! signed bytes, grouped by partition. Decoded here, once, in (topic, partition, offset) order.
+
+use aws_lambda_events::event::kafka::KafkaEvent;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use domain::WorkerError;
+
+/// A decoded record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A record that cannot be used, with the reason.
+pub type Rejected = Box<(Record, WorkerError)>;
+
+/// Every record of the event in (topic, partition, offset) order; records whose encoding is
+/// broken come back as permanent errors carrying what could be read.
+pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
+    let mut out: Vec<_> = event
+        .records
+        .values()
+        .flatten()
+        .map(|raw| {
+            let partition = i32::try_from(raw.partition).unwrap_or(i32::MAX);
+            let headers = raw
+                .headers
+                .iter()
+                .flat_map(|h| h.iter())
+                .map(|(name, bytes)| (name.clone(), bytes.iter().map(|b| *b as u8).collect()))
+                .collect();
+            let key = raw.key.as_deref().map(|k| BASE64.decode(k));
+            let value = raw.value.as_deref().map(|v| BASE64.decode(v));
+            let mut record = Record {
+                topic: raw.topic.clone().unwrap_or_default(),
+                partition,
+                offset: raw.offset,
+                timestamp_ms: raw.timestamp.0.timestamp_millis(),
+                key: None,
+                value: Vec::new(),
+                headers,
+            };
+            match (key.transpose(), value) {
+                (Ok(key), Some(Ok(value))) => {
+                    record.key = key;
+                    record.value = value;
+                    Ok(record)
+                }
+                (_, None) => {
+                    let reason = WorkerError::permanent("record has no value");
+                    Err(Box::new((record, reason)))
+                }
+                (Err(err), _) | (_, Some(Err(err))) => {
+                    record.value = raw.value.clone().unwrap_or_default().into_bytes();
+                    let reason = WorkerError::permanent(format_args!("invalid base64: {err}"));
+                    Err(Box::new((record, reason)))
+                }
+            }
+        })
+        .collect();
+    // Sort by reference: this runs over every record of large batches.
+    fn position(r: &Result<Record, Rejected>) -> (&str, i32, i64) {
+        let r = match r {
+            Ok(r) => r,
+            Err(rejected) => &rejected.0,
+        };
+        (r.topic.as_str(), r.partition, r.offset)
+    }
+    out.sort_unstable_by(|a, b| position(a).cmp(&position(b)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_decoded_in_partition_and_offset_order() {
+        let event: KafkaEvent = serde_json::from_value(serde_json::json!({
+            "eventSource": "aws:kafka",
+            "records": {
+                "t-1": [
+                    {"topic": "t", "partition": 1, "offset": 9, "timestamp": 1700000000000_i64,
+                     "timestampType": "CREATE_TIME", "value": "eyJhIjoxfQ==",
+                     "headers": [{"trace": [104, 105]}]}
+                ],
+                "t-0": [
+                    {"topic": "t", "partition": 0, "offset": 5, "timestamp": 1700000000000_i64,
+                     "timestampType": "CREATE_TIME", "key": "azE=", "value": "!!!", "headers": []},
+                    {"topic": "t", "partition": 0, "offset": 4, "timestamp": 1700000000000_i64,
+                     "timestampType": "CREATE_TIME", "headers": []}
+                ]
+            }
+        }))
+        .expect("valid event");
+        let decoded = decode(&event);
+        let offsets: Vec<i64> = decoded
+            .iter()
+            .map(|r| match r {
+                Ok(r) => r.offset,
+                Err(rejected) => rejected.0.offset,
+            })
+            .collect();
+        assert_eq!(offsets, [4, 5, 9]);
+        assert!(matches!(&decoded[0], Err(r) if r.1.to_string().contains("no value")));
+        assert!(matches!(&decoded[1], Err(r) if r.1.to_string().contains("invalid base64")));
+        let ok = decoded[2].as_ref().expect("valid record");
+        assert_eq!(ok.value, br#"{"a":1}"#);
+        assert_eq!(ok.headers, [("trace".to_owned(), b"hi".to_vec())]);
+    }
+}
