@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use adapters::bootstrap::ScheduledJob;
 use adapters::jobs::{JobRun, Reporter};
 use adapters::{aws, config, db};
 use aws_sdk_s3::primitives::ByteStream;
@@ -26,41 +27,24 @@ use tracing::{instrument, warn};
 
 pub const JOB: &str = "budget-settlement";
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: config::DatabaseConfig,
-    pub redis: config::RedisConfig,
-    pub report_bucket: String,
-    pub operator_alerts_topic_arn: String,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            database: config::DatabaseConfig::from_env()?,
-            redis: config::RedisConfig::from_env()?,
-            report_bucket: config::required("REPORT_BUCKET")?,
-            operator_alerts_topic_arn: config::required("OPERATOR_ALERTS_TOPIC_ARN")?,
-        })
-    }
-}
-
 pub struct Deps {
     pub reporter: Reporter,
     pub redis: ConnectionManager,
     pub s3: aws_sdk_s3::Client,
+    /// `REPORT_BUCKET`
     pub report_bucket: String,
 }
 
 impl Deps {
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let sdk = aws::sdk_config().await;
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let redis = config::RedisConfig::from_env()?;
+        let report_bucket = config::required("REPORT_BUCKET")?;
+        let base = ScheduledJob::from_env().await?;
         Ok(Self {
-            reporter: Reporter::build(&config.database, &config.operator_alerts_topic_arn, &sdk)
-                .await?,
-            redis: adapters::redis::connect_lazy(&config.redis)?,
-            s3: aws::s3(&sdk),
-            report_bucket: config.report_bucket.clone(),
+            s3: aws::s3(&base.sdk),
+            reporter: base.reporter,
+            redis: adapters::redis::connect_lazy(&redis)?,
+            report_bucket,
         })
     }
 }

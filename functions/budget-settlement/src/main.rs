@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let deps = budget_settlement::Deps::build(&budget_settlement::Config::from_env()?).await?;
+    let deps = budget_settlement::Deps::from_env().await?;
     adapters::telemetry::serve(|event| budget_settlement::handle(event, &deps)).await
 }

@@ -22,10 +22,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use adapters::bootstrap::KafkaConsumer;
 use adapters::emf::{Metrics, Unit};
 use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, OnFailure, Record};
 use adapters::outbox::Outbox;
-use adapters::{aws, config, db, telemetry};
+use adapters::{config, db, telemetry};
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::WorkerError;
@@ -67,54 +68,27 @@ return 1
 
 static CORRECT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CORRECT_SCRIPT));
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: config::DatabaseConfig,
-    pub redis: config::RedisConfig,
-    pub dead_letters: config::DeadLetterConfig,
-    pub operator_alerts_topic_arn: String,
-    /// The most a batch waits on Redis before leaving its work queued.
-    pub redis_budget: Duration,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            database: config::DatabaseConfig::from_env()?,
-            redis: config::RedisConfig::from_env()?,
-            dead_letters: config::DeadLetterConfig::from_env()?,
-            operator_alerts_topic_arn: config::required("OPERATOR_ALERTS_TOPIC_ARN")?,
-            redis_budget: Duration::from_millis(config::parsed_or("REDIS_BUDGET_MS", 10_000)?),
-        })
-    }
-}
-
 pub struct Deps {
     pub db: PgPool,
     pub redis: ConnectionManager,
     pub dead_letters: DeadLetters,
     /// Pause notifications to the operators' topic.
     pub outbox: Outbox,
+    /// The most a batch waits on Redis before leaving its work queued (`REDIS_BUDGET_MS`).
     pub redis_budget: Duration,
 }
 
 impl Deps {
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let sdk = aws::sdk_config().await;
-        let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?;
-        let outbox = Outbox::new(
-            db.clone(),
-            aws::sns(&sdk),
-            CONSUMER,
-            &config.operator_alerts_topic_arn,
-        );
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let redis = config::RedisConfig::from_env()?;
+        let redis_budget = Duration::from_millis(config::parsed_or("REDIS_BUDGET_MS", 10_000)?);
+        let base = KafkaConsumer::from_env(CONSUMER).await?;
         Ok(Self {
-            db,
-            redis: adapters::redis::connect_lazy(&config.redis)?,
-            dead_letters,
-            outbox,
-            redis_budget: config.redis_budget,
+            outbox: base.outbox("OPERATOR_ALERTS_TOPIC_ARN")?,
+            redis: adapters::redis::connect_lazy(&redis)?,
+            db: base.db,
+            dead_letters: base.dead_letters,
+            redis_budget,
         })
     }
 }

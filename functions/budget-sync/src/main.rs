@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let deps = budget_sync::Deps::build(&budget_sync::Config::from_env()?).await?;
+    let deps = budget_sync::Deps::from_env().await?;
     adapters::telemetry::serve(|event| budget_sync::handle(event, &deps)).await
 }

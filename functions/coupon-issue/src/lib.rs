@@ -17,9 +17,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use adapters::bootstrap::KafkaConsumer;
 use adapters::emf::{Metrics, Unit};
 use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, OnFailure, Record, Retry};
-use adapters::{aws, config, db};
+use adapters::{config, db};
 use anyhow::anyhow;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
@@ -33,24 +34,6 @@ pub const CONSUMER: &str = "coupon-issue-group";
 /// Where records go that are not requests or that failed every retry (seed 003).
 pub const DEAD_LETTER_TOPIC: &str = "coupon-issue-dlq";
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: config::DatabaseConfig,
-    pub dead_letters: config::DeadLetterConfig,
-    pub dead_letter_topic: String,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            database: config::DatabaseConfig::from_env()?,
-            dead_letters: config::DeadLetterConfig::from_env()?,
-            dead_letter_topic: config::optional("DEAD_LETTER_TOPIC")
-                .unwrap_or_else(|| DEAD_LETTER_TOPIC.to_owned()),
-        })
-    }
-}
-
 pub struct Deps {
     pub db: PgPool,
     pub dead_letters: DeadLetters,
@@ -58,14 +41,14 @@ pub struct Deps {
 }
 
 impl Deps {
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let sdk = aws::sdk_config().await;
-        let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?
-            .to_topic(&config.dead_letter_topic);
+    /// Dead letters go to `DEAD_LETTER_TOPIC` (default `coupon-issue-dlq`).
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let topic =
+            config::optional("DEAD_LETTER_TOPIC").unwrap_or_else(|| DEAD_LETTER_TOPIC.to_owned());
+        let base = KafkaConsumer::from_env(CONSUMER).await?;
         Ok(Self {
-            db,
-            dead_letters,
+            db: base.db,
+            dead_letters: base.dead_letters.to_topic(topic),
             retry: Retry::seed(),
         })
     }

@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let deps = coupon_issue::Deps::build(&coupon_issue::Config::from_env()?).await?;
+    let deps = coupon_issue::Deps::from_env().await?;
     adapters::telemetry::serve(|event| coupon_issue::handle(event, &deps)).await
 }

@@ -7,8 +7,9 @@
 //! transaction, so re-running a day gives the same final state, and a crash leaves the old rows.
 //! Review items are announced once: the summary lists those not yet notified, then marks them.
 
+use adapters::bootstrap::ScheduledJob;
+use adapters::db;
 use adapters::jobs::{JobRun, Reporter};
-use adapters::{aws, config, db};
 use chrono::{NaiveDate, Utc};
 use domain::WorkerError;
 use domain::retention::Cutoffs;
@@ -24,31 +25,14 @@ pub const PARTITIONS_AHEAD: u32 = 3;
 /// Review items listed by name in the summary message (all are counted).
 const LISTED_REVIEWS: usize = 50;
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: config::DatabaseConfig,
-    pub operator_alerts_topic_arn: String,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            database: config::DatabaseConfig::from_env()?,
-            operator_alerts_topic_arn: config::required("OPERATOR_ALERTS_TOPIC_ARN")?,
-        })
-    }
-}
-
 pub struct Deps {
     pub reporter: Reporter,
 }
 
 impl Deps {
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let sdk = aws::sdk_config().await;
+    pub async fn from_env() -> anyhow::Result<Self> {
         Ok(Self {
-            reporter: Reporter::build(&config.database, &config.operator_alerts_topic_arn, &sdk)
-                .await?,
+            reporter: ScheduledJob::from_env().await?.reporter,
         })
     }
 }

@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let deps = daily_rollup::Deps::build(&daily_rollup::Config::from_env()?).await?;
+    let deps = daily_rollup::Deps::from_env().await?;
     adapters::telemetry::serve(|event| daily_rollup::handle(event, &deps)).await
 }

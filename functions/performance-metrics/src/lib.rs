@@ -5,8 +5,9 @@
 
 use std::collections::HashSet;
 
+use adapters::bootstrap::KafkaConsumer;
+use adapters::db;
 use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, OnFailure};
-use adapters::{aws, config, db};
 use aws_lambda_events::event::kafka::KafkaEvent;
 use domain::WorkerError;
 use domain::metrics::{MetricWindow, parse_window};
@@ -15,32 +16,18 @@ use sqlx::PgPool;
 /// The consumer group, which also owns this function's dead letters.
 pub const CONSUMER: &str = "performance-aggregator";
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: config::DatabaseConfig,
-    pub dead_letters: config::DeadLetterConfig,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            database: config::DatabaseConfig::from_env()?,
-            dead_letters: config::DeadLetterConfig::from_env()?,
-        })
-    }
-}
-
 pub struct Deps {
     pub db: PgPool,
     pub dead_letters: DeadLetters,
 }
 
 impl Deps {
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let sdk = aws::sdk_config().await;
-        let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?;
-        Ok(Self { db, dead_letters })
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let base = KafkaConsumer::from_env(CONSUMER).await?;
+        Ok(Self {
+            db: base.db,
+            dead_letters: base.dead_letters,
+        })
     }
 }
 

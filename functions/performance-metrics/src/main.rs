@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let deps = performance_metrics::Deps::build(&performance_metrics::Config::from_env()?).await?;
+    let deps = performance_metrics::Deps::from_env().await?;
     adapters::telemetry::serve(|event| performance_metrics::handle(event, &deps)).await
 }

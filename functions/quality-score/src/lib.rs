@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 
+use adapters::bootstrap::KafkaConsumer;
+use adapters::db;
 use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, OnFailure};
 use adapters::outbox::Outbox;
-use adapters::{aws, config, db};
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use domain::WorkerError;
@@ -24,23 +25,6 @@ pub const CONSUMER: &str = "quality-score-processor";
 /// Notifications published per batch; a backlog drains over the following batches.
 const NOTIFY_LIMIT: i64 = 500;
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: config::DatabaseConfig,
-    pub dead_letters: config::DeadLetterConfig,
-    pub advertiser_alerts_topic_arn: String,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            database: config::DatabaseConfig::from_env()?,
-            dead_letters: config::DeadLetterConfig::from_env()?,
-            advertiser_alerts_topic_arn: config::required("ADVERTISER_ALERTS_TOPIC_ARN")?,
-        })
-    }
-}
-
 pub struct Deps {
     pub db: PgPool,
     pub dead_letters: DeadLetters,
@@ -49,20 +33,12 @@ pub struct Deps {
 }
 
 impl Deps {
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let sdk = aws::sdk_config().await;
-        let db = db::pool(&config.database, &sdk).await?;
-        let dead_letters = DeadLetters::connect(&config.dead_letters, &sdk, db.clone(), CONSUMER)?;
-        let outbox = Outbox::new(
-            db.clone(),
-            aws::sns(&sdk),
-            CONSUMER,
-            &config.advertiser_alerts_topic_arn,
-        );
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let base = KafkaConsumer::from_env(CONSUMER).await?;
         Ok(Self {
-            db,
-            dead_letters,
-            outbox,
+            outbox: base.outbox("ADVERTISER_ALERTS_TOPIC_ARN")?,
+            db: base.db,
+            dead_letters: base.dead_letters,
         })
     }
 }

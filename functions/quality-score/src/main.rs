@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let deps = quality_score::Deps::build(&quality_score::Config::from_env()?).await?;
+    let deps = quality_score::Deps::from_env().await?;
     adapters::telemetry::serve(|event| quality_score::handle(event, &deps)).await
 }

@@ -14,8 +14,9 @@
 //! `{"dry_run": true}` reports the same figures and changes nothing. Every step is idempotent,
 //! so a retry after a failure (Redis away, say) finishes the job without doing anything twice.
 
+use adapters::bootstrap::ScheduledJob;
 use adapters::jobs::{JobRun, Reporter};
-use adapters::{aws, config, db};
+use adapters::{config, db};
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::WorkerError;
 use domain::budget::parse_counter_key;
@@ -29,35 +30,17 @@ use tracing::{info, instrument};
 pub const JOB: &str = "retention";
 const PSEUDONYMISED: &str = "ad_events.pseudonymised";
 
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: config::DatabaseConfig,
-    pub redis: config::RedisConfig,
-    pub operator_alerts_topic_arn: String,
-}
-
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            database: config::DatabaseConfig::from_env()?,
-            redis: config::RedisConfig::from_env()?,
-            operator_alerts_topic_arn: config::required("OPERATOR_ALERTS_TOPIC_ARN")?,
-        })
-    }
-}
-
 pub struct Deps {
     pub reporter: Reporter,
     pub redis: ConnectionManager,
 }
 
 impl Deps {
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let sdk = aws::sdk_config().await;
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let redis = config::RedisConfig::from_env()?;
         Ok(Self {
-            reporter: Reporter::build(&config.database, &config.operator_alerts_topic_arn, &sdk)
-                .await?,
-            redis: adapters::redis::connect_lazy(&config.redis)?,
+            reporter: ScheduledJob::from_env().await?.reporter,
+            redis: adapters::redis::connect_lazy(&redis)?,
         })
     }
 }

@@ -3,6 +3,6 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let deps = retention::Deps::build(&retention::Config::from_env()?).await?;
+    let deps = retention::Deps::from_env().await?;
     adapters::telemetry::serve(|event| retention::handle(event, &deps)).await
 }

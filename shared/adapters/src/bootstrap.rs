@@ -1,0 +1,67 @@
+//! What each kind of function builds once per cold start, from its environment. A function's
+//! `Deps::from_env` starts from the base of its kind and adds only what is its own, so a new
+//! Kafka consumer or scheduled job is its rules plus a few lines of wiring.
+
+use aws_config::SdkConfig;
+use sqlx::PgPool;
+
+use crate::config::{self, DatabaseConfig, DeadLetterConfig};
+use crate::jobs::Reporter;
+use crate::kafka::DeadLetters;
+use crate::outbox::Outbox;
+use crate::{aws, db};
+
+/// A Kafka consumer's base: the SDK configuration, the database pool (`DATABASE_*`) and the
+/// dead-letter producer (`KAFKA_*`, `DEAD_LETTER_BUCKET`).
+pub struct KafkaConsumer {
+    pub sdk: SdkConfig,
+    pub db: PgPool,
+    pub dead_letters: DeadLetters,
+    consumer: String,
+}
+
+impl KafkaConsumer {
+    /// `consumer` is the consumer group, which owns the function's dead letters and
+    /// notifications.
+    pub async fn from_env(consumer: &str) -> anyhow::Result<Self> {
+        let database = DatabaseConfig::from_env()?;
+        let dead_letter_config = DeadLetterConfig::from_env()?;
+        let sdk = aws::sdk_config().await;
+        let db = db::pool(&database, &sdk).await?;
+        let dead_letters = DeadLetters::connect(&dead_letter_config, &sdk, db.clone(), consumer)?;
+        Ok(Self {
+            sdk,
+            db,
+            dead_letters,
+            consumer: consumer.to_owned(),
+        })
+    }
+
+    /// The consumer's outbox to the SNS topic whose ARN the variable `topic_arn_variable`
+    /// holds.
+    pub fn outbox(&self, topic_arn_variable: &str) -> anyhow::Result<Outbox> {
+        Ok(Outbox::new(
+            self.db.clone(),
+            aws::sns(&self.sdk),
+            &self.consumer,
+            config::required(topic_arn_variable)?,
+        ))
+    }
+}
+
+/// A scheduled job's base: the SDK configuration and the run reporter (its database,
+/// `DATABASE_*`, and the operators' topic, `OPERATOR_ALERTS_TOPIC_ARN`).
+pub struct ScheduledJob {
+    pub sdk: SdkConfig,
+    pub reporter: Reporter,
+}
+
+impl ScheduledJob {
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let database = DatabaseConfig::from_env()?;
+        let topic_arn = config::required("OPERATOR_ALERTS_TOPIC_ARN")?;
+        let sdk = aws::sdk_config().await;
+        let reporter = Reporter::build(&database, &topic_arn, &sdk).await?;
+        Ok(Self { sdk, reporter })
+    }
+}
