@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use adapters::coupons::lookup;
 use adapters::kafka::{KafkaBatchSummary, Retry};
 use aws_lambda_events::event::kafka::KafkaEvent;
-use coupon_issue::{CONSUMER, Deps, handle, lookup};
+use coupon_issue::{CONSUMER, Deps, handle};
 use domain::coupon::Outcome;
 use integration_tests::{
     TcpProxy, TestDb, create_topics, db_config, kafka_brokers, kafka_event_on, load_kafka_event,

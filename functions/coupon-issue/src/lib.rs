@@ -26,7 +26,6 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use domain::WorkerError;
 use domain::coupon::{Coupon, Outcome, Plan, Recorded, Submitted, decide, parse_request};
-use serde::Serialize;
 use sqlx::PgPool;
 use sqlx::types::Json;
 
@@ -317,43 +316,6 @@ fn report(plan: &Plan<'_>, written: &Written) {
         replayed,
         "coupon requests decided"
     );
-}
-
-/// What a client reads back for a request id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Answer {
-    pub request_id: String,
-    pub coupon_id: i64,
-    pub user_id: i64,
-    pub outcome: Outcome,
-    pub reason: Option<String>,
-    pub decided_at: DateTime<Utc>,
-}
-
-/// coupon, user, outcome, reason, decided_at.
-type AnswerRow = (i64, i64, String, Option<String>, DateTime<Utc>);
-
-/// The recorded outcome of a request, if it has been decided.
-pub async fn lookup(db: &PgPool, request_id: &str) -> anyhow::Result<Option<Answer>> {
-    let row: Option<AnswerRow> = sqlx::query_as(
-        "SELECT coupon_id, user_id, outcome, reason, decided_at
-           FROM coupon_issue_outcomes WHERE request_id = $1",
-    )
-    .bind(request_id)
-    .fetch_optional(db)
-    .await?;
-    row.map(|(coupon_id, user_id, outcome, reason, decided_at)| {
-        Ok(Answer {
-            request_id: request_id.to_owned(),
-            coupon_id,
-            user_id,
-            outcome: Outcome::parse(&outcome)
-                .ok_or_else(|| anyhow!("unknown outcome {outcome:?}"))?,
-            reason,
-            decided_at,
-        })
-    })
-    .transpose()
 }
 
 #[cfg(test)]

@@ -177,7 +177,7 @@ async fn coupon_outcome(args: &[String]) -> anyhow::Result<()> {
     let [request_id] = args else {
         bail!(USAGE);
     };
-    match coupon_issue::lookup(&database().await?, request_id).await? {
+    match adapters::coupons::lookup(&database().await?, request_id).await? {
         Some(answer) => {
             println!("{}", serde_json::to_string(&answer)?);
             Ok(())

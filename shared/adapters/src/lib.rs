@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod bootstrap;
 pub mod config;
+pub mod coupons;
 pub mod db;
 pub mod emf;
 pub mod images;
