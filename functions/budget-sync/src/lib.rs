@@ -125,12 +125,14 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
             let due: Vec<Due<'_>> = fresh
                 .iter()
                 .zip(&plan)
-                .filter(|(_, state)| **state == Correction::Due)
+                .filter(|(_, state)| **state == Correction::Pending)
                 .filter_map(|(s, _)| Due::of(s))
                 .collect();
             let corrected_now = match apply_in_redis(deps, &due, &[]).await {
                 Ok(outcomes) => {
-                    let states = plan.iter_mut().filter(|state| **state == Correction::Due);
+                    let states = plan
+                        .iter_mut()
+                        .filter(|state| **state == Correction::Pending);
                     for (state, outcome) in states.zip(&outcomes) {
                         *state = outcome.state();
                     }
@@ -193,8 +195,9 @@ async fn not_yet_recorded(db: &PgPool, syncs: &[Synced]) -> Result<Vec<Synced>, 
 enum Correction {
     /// Not asked for, or under the threshold.
     None,
-    /// To be applied now; recorded as `pending` (queued) if Redis could not take it.
-    Due,
+    /// Due now: applied at once if Redis takes it, else recorded `pending` (queued) until a
+    /// later batch applies it.
+    Pending,
     Applied,
     /// A newer message about the same counter came: applying this one too would correct twice.
     Superseded,
@@ -206,7 +209,7 @@ impl Correction {
     fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
-            Self::Due => "pending",
+            Self::Pending => "pending",
             Self::Applied => "applied",
             Self::Superseded => "superseded",
             Self::Refused => "refused",
@@ -232,7 +235,7 @@ fn plan(fresh: &[Synced]) -> Vec<Correction> {
                 if newest[&(s.sync.campaign_id, s.sync.spend_date)]
                     == (s.produced_at, s.offset) =>
             {
-                Correction::Due
+                Correction::Pending
             }
             Some(_) => Correction::Superseded,
         })
@@ -266,14 +269,14 @@ impl<'a> Due<'a> {
 
 /// What the correction script did with one correction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+enum ScriptAnswer {
     Applied,
     /// An earlier attempt applied it (its marker was there).
     AlreadyApplied,
     Refused,
 }
 
-impl Outcome {
+impl ScriptAnswer {
     fn of(answer: i64) -> Self {
         match answer {
             1 => Self::Applied,
@@ -291,11 +294,11 @@ impl Outcome {
 }
 
 /// Logs each refused correction: a counter no correction can fix without an operator.
-fn refused(due: &[Due<'_>], outcomes: &[Outcome]) {
+fn refused(due: &[Due<'_>], outcomes: &[ScriptAnswer]) {
     for (due, _) in due
         .iter()
         .zip(outcomes)
-        .filter(|(_, o)| **o == Outcome::Refused)
+        .filter(|(_, o)| **o == ScriptAnswer::Refused)
     {
         tracing::error!(
             campaign_id = due.campaign_id,
@@ -313,7 +316,7 @@ async fn apply_in_redis(
     deps: &Deps,
     corrections: &[Due<'_>],
     paused: &[i64],
-) -> anyhow::Result<Vec<Outcome>> {
+) -> anyhow::Result<Vec<ScriptAnswer>> {
     if corrections.is_empty() && paused.is_empty() {
         return Ok(Vec::new());
     }
@@ -346,12 +349,12 @@ async fn apply_in_redis(
             corrections.len()
         );
     }
-    Ok(applied.into_iter().map(Outcome::of).collect())
+    Ok(applied.into_iter().map(ScriptAnswer::of).collect())
 }
 
 /// What the record step wrote.
 #[derive(Debug, Default)]
-struct Recorded {
+struct Written {
     rows: usize,
     paused: usize,
 }
@@ -360,9 +363,9 @@ async fn record(
     deps: &Deps,
     fresh: &[Synced],
     plan: &[Correction],
-) -> Result<Recorded, WorkerError> {
+) -> Result<Written, WorkerError> {
     if fresh.is_empty() {
-        return Ok(Recorded::default());
+        return Ok(Written::default());
     }
     let topics: Vec<&str> = fresh.iter().map(|s| s.topic.as_str()).collect();
     let partitions: Vec<i32> = fresh.iter().map(|s| s.partition).collect();
@@ -461,7 +464,7 @@ async fn record(
     let notices: Vec<Notice> = paused.0.iter().map(notice::campaign_paused).collect();
     deps.outbox.add(&mut tx, &notices).await?;
     tx.commit().await.map_err(db::classify)?;
-    Ok(Recorded {
+    Ok(Written {
         rows: usize::try_from(rows).unwrap_or_default(),
         paused: paused.0.len(),
     })
@@ -567,8 +570,14 @@ async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
         .await
         .map_err(db::classify)?;
     tx.commit().await.map_err(db::classify)?;
-    let corrected = outcomes.iter().filter(|o| **o == Outcome::Applied).count();
-    let refused = outcomes.iter().filter(|o| **o == Outcome::Refused).count();
+    let corrected = outcomes
+        .iter()
+        .filter(|o| **o == ScriptAnswer::Applied)
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| **o == ScriptAnswer::Refused)
+        .count();
     tracing::info!(
         corrections = corrections.len(),
         applied_now = corrected,
@@ -588,8 +597,8 @@ async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
 /// template alarms below 95.
 fn report(
     fresh: &[Synced],
-    recorded: &Recorded,
-    corrected_now: &[Outcome],
+    recorded: &Written,
+    corrected_now: &[ScriptAnswer],
     flushed: &Flushed,
     notified: usize,
 ) {
@@ -598,9 +607,9 @@ fn report(
         let mean = fresh.iter().map(|s| s.sync.accuracy()).sum::<f64>() / fresh.len() as f64;
         metrics.put("BudgetSyncAccuracy", mean * 100.0, Unit::Percent);
     }
-    let count = |wanted: Outcome| corrected_now.iter().filter(|o| **o == wanted).count();
-    let corrected = count(Outcome::Applied) + flushed.corrected;
-    let refused = count(Outcome::Refused) + flushed.refused;
+    let count = |wanted: ScriptAnswer| corrected_now.iter().filter(|o| **o == wanted).count();
+    let corrected = count(ScriptAnswer::Applied) + flushed.corrected;
+    let refused = count(ScriptAnswer::Refused) + flushed.refused;
     metrics
         .put("CorrectionsApplied", corrected as f64, Unit::Count)
         .put("CorrectionsRefused", refused as f64, Unit::Count)
