@@ -221,6 +221,119 @@ pub fn marker_key(campaign_id: i64, source: Source<'_>) -> String {
     format!("budget:sync:{{{campaign_id}}}:{topic}:{partition}:{offset}:{timestamp_ms}")
 }
 
+/// The Redis side of a message, as `budget_sync_accuracy.correction` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Correction {
+    /// Not asked for, or under the threshold.
+    None,
+    /// Due now: applied at once if Redis takes it, else recorded `pending` (queued) until a
+    /// later batch applies it.
+    Pending,
+    Applied,
+    /// A newer message about the same counter came: applying this one too would correct twice.
+    Superseded,
+    /// Redis refused the increment: the counter would overflow, or is not an integer.
+    Refused,
+}
+
+impl Correction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Pending => "pending",
+            Self::Applied => "applied",
+            Self::Superseded => "superseded",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// What a batch's messages ask of Redis, each given with its record time and offset: per
+/// counter (campaign and day) only the newest message's correction is due (newest by record
+/// time, then offset); an older one in the batch is superseded, since applying both would
+/// correct the counter twice. A message that asks for no correction gets `None`.
+pub fn plan<'a>(
+    messages: impl IntoIterator<Item = (&'a BudgetSync, DateTime<Utc>, i64)> + Clone,
+) -> Vec<Correction> {
+    let mut newest: std::collections::HashMap<(i64, NaiveDate), (DateTime<Utc>, i64)> =
+        std::collections::HashMap::new();
+    for (sync, produced_at, offset) in messages.clone() {
+        let at = (produced_at, offset);
+        newest
+            .entry((sync.campaign_id, sync.spend_date))
+            .and_modify(|n| *n = (*n).max(at))
+            .or_insert(at);
+    }
+    messages
+        .into_iter()
+        .map(|(sync, produced_at, offset)| match sync.correction() {
+            None => Correction::None,
+            Some(_)
+                if newest.get(&(sync.campaign_id, sync.spend_date))
+                    == Some(&(produced_at, offset)) =>
+            {
+                Correction::Pending
+            }
+            Some(_) => Correction::Superseded,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+
+    fn sync(campaign_id: i64, redis_spent: i64, db_spent: i64) -> BudgetSync {
+        let at = DateTime::parse_from_rfc3339("2026-11-20T05:00:00Z")
+            .expect("valid time")
+            .with_timezone(&Utc);
+        let value = format!(
+            r#"{{"campaign_id": "{campaign_id}", "redis_spent": {redis_spent}, "db_spent": {db_spent}, "accuracy_ratio": 0.5, "sync_action": "adjust_redis", "campaign_action": "none"}}"#
+        );
+        parse_sync(value.as_bytes(), at).expect("a valid sync")
+    }
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000 + seconds, 0).expect("valid time")
+    }
+
+    #[test]
+    fn only_the_newest_correction_of_a_counter_is_due() {
+        let (a_old, a_new, b, none) = (
+            sync(1, 1_000, 2_000),
+            sync(1, 1_500, 2_000),
+            sync(2, 1_000, 2_000),
+            sync(3, 1_000, 1_010),
+        );
+        let batch = [
+            (&a_new, at(10), 5),
+            (&a_old, at(0), 9),
+            (&b, at(0), 1),
+            (&none, at(0), 2),
+        ];
+        assert_eq!(
+            plan(batch.iter().copied()),
+            [
+                Correction::Pending,
+                Correction::Superseded,
+                Correction::Pending,
+                Correction::None
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_record_time_is_decided_by_offset() {
+        let (first, second) = (sync(1, 1_000, 2_000), sync(1, 1_200, 2_000));
+        let batch = [(&first, at(0), 7), (&second, at(0), 8)];
+        assert_eq!(
+            plan(batch.iter().copied()),
+            [Correction::Superseded, Correction::Pending]
+        );
+        assert_eq!(Correction::Pending.as_str(), "pending");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

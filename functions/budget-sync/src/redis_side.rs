@@ -1,0 +1,271 @@
+//! The Redis side: corrections applied by a script that adds the delta and sets the message's
+//! marker atomically, and the work queued while Redis was away (corrections, pauses' status
+//! keys), applied by a later batch.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use domain::WorkerError;
+use domain::budget::{Correction, MARKER_TTL_SECONDS, Source, counter_key, marker_key, status_key};
+
+use crate::{Deps, Synced};
+use adapters::db;
+
+/// Queued Redis work taken per batch; a backlog drains over the following batches.
+const FLUSH_LIMIT: i64 = 20_000;
+
+/// Adds ARGV[1] to the counter KEYS[1] unless the marker KEYS[2] exists, then sets the marker
+/// for ARGV[2] seconds. A counter never goes below zero. Returns 1 if applied, 0 if the marker
+/// was already there, -1 if Redis refused the increment (the sum overflows, or the counter is
+/// not an integer): then nothing was changed and no marker set. A script runs alone, so the
+/// check and the set cannot interleave with another correction.
+const CORRECT_SCRIPT: &str = r"
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+local counter = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(counter) == 'table' then
+  return -1
+end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+if counter < 0 then
+  redis.call('SET', KEYS[1], 0, 'KEEPTTL')
+end
+return 1
+";
+
+static CORRECT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(CORRECT_SCRIPT));
+
+/// One correction to apply: the counter, the delta and the message it came from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Due<'a> {
+    campaign_id: i64,
+    spend_date: NaiveDate,
+    delta: i64,
+    source: Source<'a>,
+}
+
+impl<'a> Due<'a> {
+    pub(crate) fn of(s: &'a Synced) -> Option<Self> {
+        Some(Self {
+            campaign_id: s.sync.campaign_id,
+            spend_date: s.sync.spend_date,
+            delta: s.sync.correction()?,
+            source: Source {
+                topic: &s.topic,
+                partition: s.partition,
+                offset: s.offset,
+                timestamp_ms: s.produced_at.timestamp_millis(),
+            },
+        })
+    }
+}
+
+/// What the correction script did with one correction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ScriptAnswer {
+    Applied,
+    /// An earlier attempt applied it (its marker was there).
+    AlreadyApplied,
+    Refused,
+}
+
+impl ScriptAnswer {
+    pub(crate) fn of(answer: i64) -> Self {
+        match answer {
+            1 => Self::Applied,
+            0 => Self::AlreadyApplied,
+            _ => Self::Refused,
+        }
+    }
+
+    pub(crate) fn state(self) -> Correction {
+        match self {
+            Self::Applied | Self::AlreadyApplied => Correction::Applied,
+            Self::Refused => Correction::Refused,
+        }
+    }
+}
+
+/// Logs each refused correction: a counter no correction can fix without an operator.
+pub(crate) fn refused(due: &[Due<'_>], outcomes: &[ScriptAnswer]) {
+    for (due, _) in due
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, o)| **o == ScriptAnswer::Refused)
+    {
+        tracing::error!(
+            campaign_id = due.campaign_id,
+            spend_date = %due.spend_date,
+            delta = due.delta,
+            counter = %counter_key(due.campaign_id, due.spend_date),
+            "Redis refused a correction: the counter would overflow or is not an integer"
+        );
+    }
+}
+
+/// Applies corrections and sets paused campaigns' status keys in one pipeline, within the
+/// batch's Redis budget. Returns what became of each correction, in order.
+pub(crate) async fn apply_in_redis(
+    deps: &Deps,
+    corrections: &[Due<'_>],
+    paused: &[i64],
+) -> anyhow::Result<Vec<ScriptAnswer>> {
+    if corrections.is_empty() && paused.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut pipe = redis::pipe();
+    // Loaded in the same pipeline, ahead of its calls, so a restarted Redis is never missing it.
+    pipe.cmd("SCRIPT").arg("LOAD").arg(CORRECT_SCRIPT).ignore();
+    for due in corrections {
+        pipe.cmd("EVALSHA")
+            .arg(CORRECT.get_hash())
+            .arg(2)
+            .arg(counter_key(due.campaign_id, due.spend_date))
+            .arg(marker_key(due.campaign_id, due.source))
+            .arg(due.delta)
+            .arg(MARKER_TTL_SECONDS);
+    }
+    for campaign in paused {
+        pipe.cmd("SET")
+            .arg(status_key(*campaign))
+            .arg("paused")
+            .ignore();
+    }
+    let mut redis = deps.redis.clone();
+    let applied: Vec<i64> = tokio::time::timeout(deps.redis_budget, pipe.query_async(&mut redis))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within {:?}", deps.redis_budget))??;
+    if applied.len() != corrections.len() {
+        anyhow::bail!(
+            "{} answers to {} corrections",
+            applied.len(),
+            corrections.len()
+        );
+    }
+    Ok(applied.into_iter().map(ScriptAnswer::of).collect())
+}
+
+/// What the queued Redis work came to.
+#[derive(Debug, Default)]
+pub(crate) struct Flushed {
+    pub(crate) corrected: usize,
+    pub(crate) refused: usize,
+    pub(crate) statuses: usize,
+    /// Work left queued because Redis could not be reached.
+    pub(crate) queued: usize,
+}
+
+/// A queued correction: row id, topic, partition, offset, produced at, campaign, day, delta.
+pub(crate) type QueuedCorrection = (i64, String, i32, i64, DateTime<Utc>, i64, NaiveDate, i64);
+
+/// Applies what earlier batches queued (corrections while Redis was down, new pauses' status
+/// keys). The rows stay locked (SKIP LOCKED for a concurrent invocation) until they are
+/// marked, and stay queued if Redis fails.
+pub(crate) async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
+    let mut tx = deps.db.begin().await.map_err(db::classify)?;
+    let corrections: Vec<QueuedCorrection> = sqlx::query_as(
+        "SELECT id, topic, partition, \"offset\", produced_at, campaign_id, spend_date,
+                correction_delta
+           FROM budget_sync_accuracy
+          WHERE correction = 'pending'
+          ORDER BY id LIMIT $1
+            FOR UPDATE SKIP LOCKED",
+    )
+    .bind(FLUSH_LIMIT)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db::classify)?;
+    let statuses: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT id, campaign_id FROM campaign_pauses
+          WHERE redis_status_at IS NULL
+          ORDER BY id LIMIT $1
+            FOR UPDATE SKIP LOCKED",
+    )
+    .bind(FLUSH_LIMIT)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(db::classify)?;
+    if corrections.is_empty() && statuses.is_empty() {
+        tx.commit().await.map_err(db::classify)?;
+        return Ok(Flushed::default());
+    }
+
+    let due: Vec<Due<'_>> = corrections
+        .iter()
+        .map(
+            |(_, topic, partition, offset, produced_at, campaign_id, spend_date, delta)| Due {
+                campaign_id: *campaign_id,
+                spend_date: *spend_date,
+                delta: *delta,
+                source: Source {
+                    topic,
+                    partition: *partition,
+                    offset: *offset,
+                    timestamp_ms: produced_at.timestamp_millis(),
+                },
+            },
+        )
+        .collect();
+    let paused: Vec<i64> = statuses.iter().map(|s| s.1).collect();
+    let outcomes = match apply_in_redis(deps, &due, &paused).await {
+        Ok(outcomes) => outcomes,
+        Err(err) => {
+            let queued = corrections.len() + statuses.len();
+            tracing::warn!(
+                error = %err,
+                queued,
+                "Redis unreachable: queued corrections and status keys wait for a later batch"
+            );
+            return Ok(Flushed {
+                queued,
+                ..Default::default()
+            });
+        }
+    };
+
+    refused(&due, &outcomes);
+    let correction_ids: Vec<i64> = corrections.iter().map(|c| c.0).collect();
+    let states: Vec<&str> = outcomes.iter().map(|o| o.state().as_str()).collect();
+    let status_ids: Vec<i64> = statuses.iter().map(|s| s.0).collect();
+    sqlx::query(
+        "UPDATE budget_sync_accuracy a
+            SET correction = c.state,
+                corrected_at = CASE WHEN c.state = 'applied' THEN now() END
+           FROM unnest($1::bigint[], $2::text[]) AS c(id, state)
+          WHERE a.id = c.id",
+    )
+    .bind(&correction_ids)
+    .bind(&states)
+    .execute(&mut *tx)
+    .await
+    .map_err(db::classify)?;
+    sqlx::query("UPDATE campaign_pauses SET redis_status_at = now() WHERE id = ANY($1)")
+        .bind(&status_ids)
+        .execute(&mut *tx)
+        .await
+        .map_err(db::classify)?;
+    tx.commit().await.map_err(db::classify)?;
+    let corrected = outcomes
+        .iter()
+        .filter(|o| **o == ScriptAnswer::Applied)
+        .count();
+    let refused = outcomes
+        .iter()
+        .filter(|o| **o == ScriptAnswer::Refused)
+        .count();
+    tracing::info!(
+        corrections = corrections.len(),
+        applied_now = corrected,
+        refused,
+        statuses = statuses.len(),
+        "queued Redis work applied"
+    );
+    Ok(Flushed {
+        corrected,
+        refused,
+        statuses: statuses.len(),
+        queued: 0,
+    })
+}
