@@ -1,45 +1,26 @@
-//! Logging set-up: JSON lines in Lambda (CloudWatch Logs Insights queries fields), compact
-//! human-readable lines locally. One span per invocation carries the request id, the function
-//! name and whether this was a cold start.
+//! Logging: the runtime's own subscriber (`lambda_runtime::tracing`), which writes JSON when
+//! the function's log format is JSON (the template sets it) and text elsewhere, takes its level
+//! from Lambda's log level or `RUST_LOG`, and runs every invocation in a span with its request
+//! id. What this module adds is the cold start: a span inside the runtime's, with
+//! `cold_start = true` on the first invocation of a process, and the invocation's deadline for
+//! handlers that budget their time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing::Span;
-use tracing_subscriber::EnvFilter;
 
 static COLD_START: AtomicBool = AtomicBool::new(true);
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
+/// Installs the runtime's subscriber. Call once, first thing in `main`.
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    // A second init (tests calling it twice) is harmless, so the error is ignored on purpose.
-    let _ = if in_lambda() {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_ansi(false)
-            .try_init()
-    } else {
-        builder.compact().with_target(false).try_init()
-    };
+    lambda_runtime::tracing::init_default_subscriber();
 }
 
-pub fn in_lambda() -> bool {
-    std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some()
-}
-
-/// The span an invocation runs in. The first call in a process reports `cold_start = true`.
-pub fn invocation_span(ctx: &lambda_runtime::Context) -> Span {
+/// The span an invocation runs in, inside the runtime's (which carries the request id). The
+/// first call in a process reports `cold_start = true`.
+pub fn invocation_span() -> Span {
     let cold_start = COLD_START.swap(false, Ordering::Relaxed);
-    tracing::info_span!(
-        "invocation",
-        request_id = %ctx.request_id,
-        function = %ctx.env_config.function_name,
-        cold_start,
-    )
+    tracing::info_span!("invocation", cold_start)
 }
 
 /// The function's name for metric dimensions; `local` outside Lambda.
@@ -79,7 +60,7 @@ where
     use tracing::Instrument as _;
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<E>| {
-            let span = invocation_span(&event.context);
+            let span = invocation_span();
             let work = DEADLINE.scope(deadline(&event.context), handler(event.payload));
             // Boxed, so the handler's future type ends here: nested inside `main`'s future it
             // would push the release build's layout computation past rustc's depth limit.
