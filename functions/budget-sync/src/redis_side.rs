@@ -34,8 +34,7 @@ end
 return 1
 ";
 
-static CORRECT: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(CORRECT_SCRIPT));
+static CORRECT: LazyLock<redis::Script> = LazyLock::new(|| redis::Script::new(CORRECT_SCRIPT));
 
 /// One correction to apply: the counter, the delta and the message it came from.
 #[derive(Debug, Clone, Copy)]

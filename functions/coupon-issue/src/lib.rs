@@ -73,10 +73,7 @@ pub fn submitted(record: &Record) -> Result<Submitted, WorkerError> {
         topic: record.topic.clone(),
         partition: record.partition,
         offset: record.offset,
-        // A record without a timestamp (-1) is checked against the time it is read.
-        received_at: DateTime::from_timestamp_millis(record.timestamp_ms)
-            .filter(|_| record.timestamp_ms > 0)
-            .unwrap_or_else(Utc::now),
+        received_at: record.received_at(),
     })
 }
 

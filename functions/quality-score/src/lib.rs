@@ -46,7 +46,7 @@ impl Deps {
 pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary, WorkerError> {
     kafka::process(
         &event,
-        |record| parse_score(&record.value),
+        |record| parse_score(&record.value, record.received_at()),
         |updates| async move {
             let campaigns = campaigns_in_order(&updates);
             let written = store(deps, &campaigns, &updates).await?;

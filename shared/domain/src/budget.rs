@@ -85,6 +85,8 @@ const EARLIEST_SPEND_DATE: NaiveDate = match NaiveDate::from_ymd_opt(2000, 1, 1)
     Some(day) => day,
     None => NaiveDate::MIN,
 };
+/// No spend date is later than this (PostgreSQL's `date` ends in 5874897, our business sooner).
+const LATEST_SPEND_DATE: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a valid date");
 
 /// Parses one message; `produced_at` (the record's timestamp) dates a message without
 /// `spend_date`.
@@ -119,7 +121,12 @@ pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync
     }
     let produced_on = kst_date(produced_at);
     let spend_date = wire.spend_date.unwrap_or(produced_on);
-    let latest = produced_on.succ_opt().unwrap_or(NaiveDate::MAX);
+    // The day after the record was produced, and never past 9999: a broken producer clock
+    // must not make a date PostgreSQL cannot hold.
+    let latest = produced_on
+        .succ_opt()
+        .unwrap_or(NaiveDate::MAX)
+        .min(LATEST_SPEND_DATE);
     if spend_date < EARLIEST_SPEND_DATE || spend_date > latest {
         return Err(WorkerError::permanent(format_args!(
             "spend_date {spend_date} is outside {EARLIEST_SPEND_DATE}..={latest} (the day after \

@@ -5,7 +5,7 @@
 //! not newer than that is already reflected (a replay, or a late arrival) and is ignored; that
 //! makes a redelivered batch change nothing, whatever order its scores went in.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, TimeDelta, Utc};
 use serde::Deserialize;
 
 use crate::WorkerError;
@@ -14,6 +14,8 @@ use crate::WorkerError;
 pub const MIN_STEP: f64 = 0.5;
 /// A fall of at least this much notifies the advertiser.
 pub const SHARP_DROP: f64 = 2.0;
+/// How far ahead of the record's time a score's `computed_at` may be.
+pub const MAX_CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 /// Scores are decimals sent as binary floats: 7.3 - 6.8 must count as 0.5.
 const EPSILON: f64 = 1e-9;
 
@@ -25,8 +27,22 @@ pub struct ScoreUpdate {
     pub computed_at: DateTime<Utc>,
 }
 
-pub fn parse_score(value: &[u8]) -> Result<ScoreUpdate, WorkerError> {
+pub fn parse_score(value: &[u8], received_at: DateTime<Utc>) -> Result<ScoreUpdate, WorkerError> {
     let update: ScoreUpdate = crate::text::json_object(value)?;
+    // A score from the future would hold the campaign's score against every real update after
+    // it ("not newer"); one before 2000 is not a score of ours, and PostgreSQL holds neither end.
+    if update.computed_at > received_at + MAX_CLOCK_SKEW {
+        return Err(WorkerError::permanent(format_args!(
+            "computed_at {} is in the future (received at {received_at})",
+            update.computed_at
+        )));
+    }
+    if update.computed_at.year() < 2000 {
+        return Err(WorkerError::permanent(format_args!(
+            "computed_at {} is before 2000",
+            update.computed_at
+        )));
+    }
     if update.campaign_id <= 0 || update.advertiser_id <= 0 {
         return Err(WorkerError::permanent(
             "campaign_id and advertiser_id must be positive",
@@ -185,13 +201,43 @@ mod tests {
                 r#"{{"campaign_id": 1, "advertiser_id": 2, "score": {score}, "computed_at": "2026-11-20T10:00:00Z"}}"#
             )
         };
-        assert!(parse_score(body("10.0").as_bytes()).is_ok());
-        assert!(parse_score(body("0").as_bytes()).is_ok());
+        assert!(parse_score(body("10.0").as_bytes(), received()).is_ok());
+        assert!(parse_score(body("0").as_bytes(), received()).is_ok());
         for bad in ["10.01", "-0.1"] {
-            let err = parse_score(body(bad).as_bytes()).expect_err("out of range");
+            let err = parse_score(body(bad).as_bytes(), received()).expect_err("out of range");
             assert!(err.to_string().contains("outside 0.0..=10.0"), "{err}");
         }
-        assert!(parse_score(b"{}").is_err());
+        assert!(parse_score(b"{}", received()).is_err());
+    }
+
+    pub(super) fn received() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-20T10:00:05Z")
+            .expect("valid time")
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn a_score_from_the_future_or_before_2000_is_refused() {
+        let at = |computed_at: &str| {
+            format!(
+                r#"{{"campaign_id": 1, "advertiser_id": 2, "score": 5, "computed_at": "{computed_at}"}}"#
+            )
+        };
+        assert!(parse_score(at("2026-11-20T10:04:59Z").as_bytes(), received()).is_ok());
+        let future = parse_score(at("2099-01-01T00:00:00Z").as_bytes(), received());
+        assert!(
+            future
+                .expect_err("future")
+                .to_string()
+                .contains("in the future")
+        );
+        let ancient = parse_score(at("-4713-11-23T23:59:59Z").as_bytes(), received());
+        assert!(
+            ancient
+                .expect_err("ancient")
+                .to_string()
+                .contains("before 2000")
+        );
     }
 }
 
@@ -204,19 +250,20 @@ mod properties {
 
     use super::*;
     use crate::text::properties::{
-        almost_valid, bytes, config, json, postgres_holds_timestamp, refused,
+        almost_valid, bytes, config, instant, json, postgres_holds_timestamp, refused,
     };
 
     const SAMPLE: &str = r#"{"campaign_id": 2001, "advertiser_id": 501, "score": 8.4,
         "computed_at": "2026-11-20T10:00:00Z"}"#;
 
-    fn check(value: &[u8]) -> Result<(), TestCaseError> {
-        let update = match parse_score(value) {
+    fn check(value: &[u8], received_at: DateTime<Utc>) -> Result<(), TestCaseError> {
+        let update = match parse_score(value, received_at) {
             Ok(update) => update,
             Err(err) => return refused(&err),
         };
         prop_assert!(update.campaign_id > 0 && update.advertiser_id > 0);
         prop_assert!(update.score.is_finite() && (0.0..=10.0).contains(&update.score));
+        prop_assert!(update.computed_at <= received_at + MAX_CLOCK_SKEW);
         prop_assert!(
             postgres_holds_timestamp(update.computed_at),
             "computed_at {} is outside PostgreSQL's timestamptz",
@@ -227,25 +274,28 @@ mod properties {
 
     #[test]
     fn the_sample_is_valid() {
-        assert!(parse_score(SAMPLE.as_bytes()).is_ok());
+        assert!(parse_score(SAMPLE.as_bytes(), super::tests::received()).is_ok());
     }
 
     proptest! {
         #![proptest_config(config())]
 
         #[test]
-        fn arbitrary_bytes_are_parsed_or_refused(value in bytes()) {
-            check(&value)?;
+        fn arbitrary_bytes_are_parsed_or_refused(value in bytes(), at in instant()) {
+            check(&value, at)?;
         }
 
         #[test]
-        fn arbitrary_json_is_parsed_or_refused(value in json()) {
-            check(value.to_string().as_bytes())?;
+        fn arbitrary_json_is_parsed_or_refused(value in json(), at in instant()) {
+            check(value.to_string().as_bytes(), at)?;
         }
 
         #[test]
-        fn an_update_with_a_field_changed_is_parsed_or_refused(value in almost_valid(SAMPLE)) {
-            check(&value)?;
+        fn an_update_with_a_field_changed_is_parsed_or_refused(
+            value in almost_valid(SAMPLE),
+            at in instant(),
+        ) {
+            check(&value, at)?;
         }
     }
 }

@@ -33,6 +33,12 @@ impl JobInput {
         if payload.is_null() {
             return Ok(Self::default());
         }
+        // serde would read the struct from an array by position: `[]` would run yesterday.
+        if !payload.is_object() {
+            return Err(WorkerError::permanent(
+                "job input must be a JSON object or null",
+            ));
+        }
         serde_json::from_value(payload).map_err(|err| {
             WorkerError::permanent(format_args!(
                 "job input: {err} (expected {{\"date\": \"YYYY-MM-DD\"}}, {{\"scheduled_time\": \"RFC 3339\"}} and/or {{\"dry_run\": true}})"
@@ -58,6 +64,11 @@ impl JobInput {
             kst_date(fired).pred_opt().unwrap_or(NaiveDate::MIN)
         });
         let today = kst_date(now);
+        if day < FIRST_DAY {
+            return Err(WorkerError::permanent(format_args!(
+                "job input: {day} is before {FIRST_DAY}, older than any data of ours"
+            )));
+        }
         if day >= today {
             return Err(WorkerError::permanent(format_args!(
                 "job input: {day} is not a finished day (today in Asia/Seoul is {today})"
@@ -67,6 +78,8 @@ impl JobInput {
     }
 }
 
+/// No job works on a day before this one.
+pub const FIRST_DAY: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
 /// How far ahead of this function's clock a scheduler's may be.
 const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
 
@@ -176,6 +189,16 @@ mod tests {
         let err = JobInput::parse(json!({"date": "2026-13-01"})).expect_err("bad date");
         assert!(err.to_string().contains("job input"), "{err}");
         assert!(JobInput::parse(json!([1])).is_err());
+        assert!(
+            JobInput::parse(json!([])).is_err(),
+            "an empty array is not yesterday"
+        );
+        assert!(JobInput::parse(json!("2026-11-20")).is_err());
+        let ancient = JobInput::parse(json!({"date": "1999-12-31"})).expect("well-formed");
+        let now = DateTime::parse_from_rfc3339("2026-11-23T00:00:00Z")
+            .expect("valid time")
+            .with_timezone(&Utc);
+        assert!(ancient.target_date(now).is_err());
     }
 
     #[test]
@@ -252,25 +275,33 @@ mod properties {
 
     use super::*;
     use crate::text::properties::{
-        almost_valid, bytes, config, instant, json, postgres_holds_date, refused,
+        almost_valid, bytes, config, json, postgres_holds_date, refused,
     };
 
     const SAMPLE: &str =
         r#"{"date": "2026-11-20", "scheduled_time": "2026-11-20T17:00:00Z", "dry_run": true}"#;
 
+    /// The function's clock: now, or any time from 2000 to 2100 (a clock is not input).
     fn now() -> impl Strategy<Value = DateTime<Utc>> {
         prop_oneof![
-            2 => Just(Utc::now()),
-            1 => Just(DateTime::<Utc>::from_timestamp(1_795_996_800, 0).unwrap_or_default()),
-            1 => instant(),
+            1 => Just(Utc::now()),
+            1 => (946_684_800_i64..4_102_444_800).prop_filter_map("an instant", |s| {
+                DateTime::<Utc>::from_timestamp(s, 0)
+            }),
         ]
     }
 
     fn check(payload: Value, now: DateTime<Utc>) -> Result<(), TestCaseError> {
-        let input = match JobInput::parse(payload) {
+        let input = match JobInput::parse(payload.clone()) {
             Ok(input) => input,
             Err(err) => return refused(&err),
         };
+        // Like records, an input is an object (or nothing): serde would read a struct from an
+        // array by position, so `["2026-11-20", null, true]` would name a day and a dry run.
+        prop_assert!(
+            payload.is_null() || payload.is_object(),
+            "{payload} is not an object but was taken for {input:?}"
+        );
         let day = match input.target_date(now) {
             Ok(day) => day,
             Err(err) => return refused(&err),

@@ -234,9 +234,9 @@ pub(crate) mod properties {
     pub(crate) fn instant() -> impl Strategy<Value = DateTime<Utc>> {
         let seconds = prop_oneof![
             // 1990 to 2100
-            6 => 631_152_000_i64..4_102_444_800,
+            5 => 631_152_000_i64..4_102_444_800,
             3 => DateTime::<Utc>::MIN_UTC.timestamp()..=DateTime::<Utc>::MAX_UTC.timestamp(),
-            1 => prop::sample::select(vec![
+            2 => prop::sample::select(vec![
                 0,
                 946_684_800,
                 253_402_297_200,
@@ -355,9 +355,31 @@ pub(crate) mod properties {
         b"{\"a\": 1, \"a\": 2}",
     ];
 
+    /// A record's bytes, shown as a byte string when a property fails.
+    #[derive(Clone, PartialEq, Eq)]
+    pub(crate) struct Bytes(pub(crate) Vec<u8>);
+
+    impl std::fmt::Debug for Bytes {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("b\"")?;
+            for byte in &self.0 {
+                write!(f, "{}", std::ascii::escape_default(*byte))?;
+            }
+            f.write_str("\"")
+        }
+    }
+
+    impl std::ops::Deref for Bytes {
+        type Target = [u8];
+
+        fn deref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
     /// Any bytes: random ones, JSON texts, JSON with bytes spliced in (invalid UTF-8, NUL,
     /// truncations).
-    pub(crate) fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    pub(crate) fn bytes() -> impl Strategy<Value = Bytes> {
         prop_oneof![
             vec(any::<u8>(), 0..256),
             json().prop_map(|v| v.to_string().into_bytes()),
@@ -375,13 +397,45 @@ pub(crate) mod properties {
                 text
             }),
         ]
+        .prop_map(Bytes)
     }
 
     #[derive(Debug, Clone)]
     enum Change {
         Replace(Value),
+        /// A value of the kind the sample has there (a day for a day, an instant for an
+        /// instant, a string for a string, a number for a number, anything for the rest), so
+        /// the parser's checks past decoding run.
+        Similar(Box<Similar>),
         Remove,
         Raw(&'static [u8]),
+    }
+
+    /// Candidates for [`Change::Similar`], one per kind of value.
+    #[derive(Debug, Clone)]
+    struct Similar {
+        text: String,
+        day: NaiveDate,
+        instant: DateTime<Utc>,
+        number: Value,
+        other: Value,
+    }
+
+    impl Similar {
+        /// The candidate of the kind `old` is.
+        fn to(&self, old: &Value) -> Value {
+            match old {
+                Value::String(old) if old.parse::<NaiveDate>().is_ok() => {
+                    Value::String(self.day.to_string())
+                }
+                Value::String(old) if old.parse::<DateTime<Utc>>().is_ok() => {
+                    Value::String(self.instant.to_rfc3339())
+                }
+                Value::String(_) => Value::String(self.text.clone()),
+                Value::Number(_) => self.number.clone(),
+                _ => self.other.clone(),
+            }
+        }
     }
 
     /// A JSON pointer to every value inside `value` (the root included).
@@ -415,6 +469,11 @@ pub(crate) mod properties {
                 Change::Replace(new) => {
                     if let Some(slot) = value.pointer_mut(pointer) {
                         *slot = new.clone();
+                    }
+                }
+                Change::Similar(similar) => {
+                    if let Some(slot) = value.pointer_mut(pointer) {
+                        *slot = similar.to(slot);
                     }
                 }
                 Change::Raw(token) => {
@@ -461,14 +520,23 @@ pub(crate) mod properties {
 
     /// A valid `sample` with one to three of its values (at any depth) replaced by arbitrary
     /// JSON or a raw token, or removed; sometimes with a field added.
-    pub(crate) fn almost_valid(sample: &str) -> impl Strategy<Value = Vec<u8>> + use<> {
+    pub(crate) fn almost_valid(sample: &str) -> impl Strategy<Value = Bytes> + use<> {
         let sample: Value = serde_json::from_str(sample).unwrap_or(Value::Null);
         let mut paths = Vec::new();
         pointers(&sample, String::new(), &mut paths);
         paths.retain(|p| !p.is_empty());
         paths.push("/extra".to_owned());
         let change = prop_oneof![
-            6 => json().prop_map(Change::Replace),
+            4 => json().prop_map(Change::Replace),
+            6 => (text(), day(), instant(), number(), json()).prop_map(
+                |(text, day, instant, number, other)| Change::Similar(Box::new(Similar {
+                    text,
+                    day,
+                    instant,
+                    number,
+                    other,
+                }))
+            ),
             2 => Just(Change::Remove),
             1 => prop::sample::select(RAW).prop_map(Change::Raw),
         ];
@@ -479,7 +547,7 @@ pub(crate) mod properties {
             {
                 fields.insert("extra".to_owned(), Value::Null);
             }
-            apply(&sample, &changes)
+            Bytes(apply(&sample, &changes))
         })
     }
 

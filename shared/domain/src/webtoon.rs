@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -249,6 +249,12 @@ pub fn parse_request(
             wire.requested_at
         )));
     }
+    if wire.requested_at.year() < 2000 {
+        return Err(WorkerError::permanent(format_args!(
+            "requested_at {} is before 2000",
+            wire.requested_at
+        )));
+    }
     let request_id = non_blank("request_id", wire.request_id, 200)?;
     let external_id = non_blank("external_id", wire.external_id, MAX_EXTERNAL_ID_CHARS)?;
     let title = wire
@@ -328,6 +334,12 @@ fn non_blank(field: &str, value: String, max_chars: usize) -> Result<String, Wor
     if trimmed.is_empty() {
         return Err(WorkerError::permanent(format_args!("`{field}` is blank")));
     }
+    // PostgreSQL text and jsonb refuse NUL: refused here, with its reason, not by the database.
+    if trimmed.contains('\0') {
+        return Err(WorkerError::permanent(format_args!(
+            "`{field}` contains a NUL character"
+        )));
+    }
     if trimmed.chars().count() > max_chars {
         return Err(WorkerError::permanent(format_args!(
             "`{field}` is longer than {max_chars} characters"
@@ -382,6 +394,14 @@ fn validate_episodes(episodes: Vec<Episode>) -> Result<Vec<Episode>, WorkerError
             }
             if let Some(url) = &e.thumbnail_url {
                 check_image_url(url)?;
+            }
+            if let Some(day) = e.published_at
+                && !(1900..=9999).contains(&day.year())
+            {
+                return Err(WorkerError::permanent(format_args!(
+                    "episode {} published_at {day} is outside the years 1900-9999",
+                    e.number
+                )));
             }
             Ok(Episode {
                 title: non_blank("episodes[].title", e.title, MAX_TITLE_CHARS)?,

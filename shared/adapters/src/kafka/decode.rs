@@ -4,6 +4,7 @@
 use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
 use domain::WorkerError;
 
 /// A decoded record.
@@ -16,6 +17,16 @@ pub struct Record {
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    /// When the record was produced (its timestamp), or now if it carries none (-1): the time
+    /// its event times are checked against.
+    pub fn received_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.timestamp_ms)
+            .filter(|_| self.timestamp_ms > 0)
+            .unwrap_or_else(Utc::now)
+    }
 }
 
 /// A record that cannot be used, with the reason.
