@@ -7,7 +7,7 @@ use std::time::Duration;
 use budget_sync::{CONSUMER, Deps, handle};
 use chrono::{NaiveDate, Utc};
 use domain::budget::{counter_key, status_key};
-use domain::metrics::KST;
+use domain::calendar::KST;
 use integration_tests::{
     RedisServer, TestAws, TestDb, create_topics, kafka_event, read_topic, unique,
 };

@@ -155,7 +155,7 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
             reset().await?;
             let started = Instant::now();
             for value in &values {
-                let u = domain::quality::parse_score(value.as_bytes())?;
+                let u = domain::quality::parse_score(value.as_bytes(), chrono::Utc::now())?;
                 let stored: Option<f64> =
                     sqlx::query_scalar("SELECT score FROM quality_scores WHERE campaign_id = $1")
                         .bind(u.campaign_id)
@@ -189,7 +189,7 @@ async fn bench_quality_score(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
 
         let mut text = String::new();
         for value in &values {
-            let u = domain::quality::parse_score(value.as_bytes())?;
+            let u = domain::quality::parse_score(value.as_bytes(), chrono::Utc::now())?;
             text.push_str(&format!(
                 "{}\t{}\t\\N\t{}\t{}\tf\n",
                 u.campaign_id,

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{Datelike as _, Utc};
+use domain::calendar::{add_days, kst_date, kst_day_start, month_of, sub_days};
 use domain::retention::Cutoffs;
-use domain::schedule::{add_days, kst_date, kst_day_start, month_of, sub_days};
 use integration_tests::{BenchResult, TestDb, db_config, record_bench};
 use sqlx::PgPool;
 

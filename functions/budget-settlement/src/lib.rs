@@ -18,7 +18,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use chrono::NaiveDate;
 use domain::WorkerError;
 use domain::budget::{MAX_SPENT, counter_pattern, parse_counter_key};
-use domain::schedule::{add_days, kst_day_start};
+use domain::calendar::{add_days, kst_day_start};
 use domain::settlement::{Classification, classify, micros_to_won};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
 
 use crate::WorkerError;
-use crate::schedule::kst_date;
+use crate::calendar::kst_date;
 
 /// A relative difference of at least this much is corrected.
 pub const CORRECTION_THRESHOLD: f64 = 0.05;

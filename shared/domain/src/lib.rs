@@ -2,6 +2,7 @@
 //! unit-tested without a running service.
 
 pub mod budget;
+pub mod calendar;
 pub mod coupon;
 pub mod error;
 pub mod metrics;

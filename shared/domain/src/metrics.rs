@@ -2,18 +2,11 @@
 //! Validation rules live here; the function stores valid windows set-based, keyed by
 //! (campaign, window size, window start), so a duplicate window is a no-op.
 
-use chrono::{DateTime, Datelike as _, FixedOffset, NaiveDate, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use serde::Deserialize;
 
 use crate::WorkerError;
-use crate::schedule::kst_date;
-
-/// Korea Standard Time has no daylight saving, so a fixed offset is exact. Checked at compile
-/// time.
-pub const KST: FixedOffset = match FixedOffset::east_opt(9 * 3600) {
-    Some(offset) => offset,
-    None => panic!("UTC+9 is a valid offset"),
-};
+use crate::calendar::kst_date;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum WindowSize {

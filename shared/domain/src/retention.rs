@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::schedule::{add_days, add_months, kst_day_start, sub_days, sub_months};
+use crate::calendar::{add_days, add_months, kst_day_start, sub_days, sub_months};
 
 pub const RAW_EVENT_DAYS: u64 = 90;
 pub const PSEUDONYMISE_AFTER_DAYS: u64 = 30;

@@ -6,11 +6,11 @@
 //! works on the 20th). The scheduled time, not the clock, decides it: a retry hours later, or
 //! after midnight, still works on the same day.
 
-use chrono::{DateTime, Datelike as _, Days, Months, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 
 use crate::WorkerError;
-use crate::metrics::KST;
+use crate::calendar::kst_date;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -82,47 +82,6 @@ impl JobInput {
 pub const FIRST_DAY: NaiveDate = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
 /// How far ahead of this function's clock a scheduler's may be.
 const CLOCK_SKEW: TimeDelta = TimeDelta::minutes(5);
-
-/// The Asia/Seoul calendar day of an instant.
-pub fn kst_date(at: DateTime<Utc>) -> NaiveDate {
-    at.with_timezone(&KST).date_naive()
-}
-
-/// The instant an Asia/Seoul day starts.
-pub fn kst_day_start(day: NaiveDate) -> DateTime<Utc> {
-    day.and_hms_opt(0, 0, 0)
-        .unwrap_or_default()
-        .and_utc()
-        .checked_sub_signed(chrono::TimeDelta::hours(9))
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-/// The first day of the month a day is in.
-pub fn month_of(day: NaiveDate) -> NaiveDate {
-    day.with_day(1).unwrap_or(day)
-}
-
-/// `day` plus `n` days, saturating at the calendar's ends.
-pub fn add_days(day: NaiveDate, n: u64) -> NaiveDate {
-    day.checked_add_days(Days::new(n)).unwrap_or(NaiveDate::MAX)
-}
-
-/// `day` minus `n` days, saturating at the calendar's ends.
-pub fn sub_days(day: NaiveDate, n: u64) -> NaiveDate {
-    day.checked_sub_days(Days::new(n)).unwrap_or(NaiveDate::MIN)
-}
-
-/// `day` minus `n` months (the 31st becomes the month's last day).
-pub fn sub_months(day: NaiveDate, n: u32) -> NaiveDate {
-    day.checked_sub_months(Months::new(n))
-        .unwrap_or(NaiveDate::MIN)
-}
-
-/// `day` plus `n` months (the 31st becomes the month's last day).
-pub fn add_months(day: NaiveDate, n: u32) -> NaiveDate {
-    day.checked_add_months(Months::new(n))
-        .unwrap_or(NaiveDate::MAX)
-}
 
 #[cfg(test)]
 mod tests {
@@ -246,21 +205,6 @@ mod tests {
                 assert!(!err.is_retryable(), "{err}");
             }
         }
-    }
-
-    #[test]
-    fn seoul_days_start_at_15_utc_the_day_before() {
-        assert_eq!(
-            kst_day_start(day("2026-11-21")),
-            "2026-11-20T15:00:00Z"
-                .parse::<DateTime<Utc>>()
-                .expect("instant")
-        );
-        assert_eq!(month_of(day("2026-11-21")), day("2026-11-01"));
-        assert_eq!(sub_months(day("2026-03-31"), 1), day("2026-02-28"));
-        assert_eq!(add_months(day("2026-12-15"), 1), day("2027-01-15"));
-        assert_eq!(sub_days(day("2026-03-01"), 1), day("2026-02-28"));
-        assert_eq!(add_days(day("2026-02-28"), 1), day("2026-03-01"));
     }
 }
 
