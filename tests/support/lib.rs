@@ -31,7 +31,7 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}{}", &id[..12])
 }
 
-/// A database of its own, created from the template of migrations, for one test.
+/// A database of its own for one test, copied from the migrated template.
 pub struct TestDb {
     pub pool: PgPool,
     pub name: String,
@@ -49,17 +49,16 @@ impl TestDb {
             .await
             .context("connect to PostgreSQL (is the stack up? make up)")?;
         drop_stale_databases(&mut admin).await?;
+        let template = migrated_template(&mut admin, &admin_options).await?;
         let secs = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
         let name = format!("test_{secs}_{}", unique(""));
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE {template}"
+        )))
+        .execute(&mut admin)
+        .await?;
         let options = admin_options.database(&name);
         let pool = adapters::db::pool_with(&db_config(), options.clone());
-        adapters::db::migrator(&repo_root().join("infra/migrations"))
-            .await?
-            .run(&pool)
-            .await?;
         Ok(Self {
             pool,
             name,
@@ -101,6 +100,71 @@ pub fn db_config() -> adapters::config::DatabaseConfig {
         acquire_timeout: Duration::from_secs(3),
         ssl_mode: sqlx::postgres::PgSslMode::Disable,
     }
+}
+
+/// The database every test database is copied from: migrated once per set of migrations (its
+/// name carries their checksums), so a test's database is a file copy, not a run of every
+/// migration. Built under a session advisory lock, so parallel tests and test processes build
+/// it once; templates of other migration sets are dropped then.
+async fn migrated_template(
+    admin: &mut PgConnection,
+    admin_options: &PgConnectOptions,
+) -> anyhow::Result<String> {
+    use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+    const LOCK: i64 = 0x07e5_70db;
+    let migrator = adapters::db::migrator(&repo_root().join("infra/migrations")).await?;
+    let mut hasher = DefaultHasher::new();
+    for migration in migrator.iter() {
+        migration.version.hash(&mut hasher);
+        migration.checksum.hash(&mut hasher);
+    }
+    let name = format!("test_template_{:016x}", hasher.finish());
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK)
+        .execute(&mut *admin)
+        .await?;
+    let built = async {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut *admin)
+                .await?;
+        if exists {
+            return anyhow::Ok(());
+        }
+        let others: Vec<String> = sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_template\\_%'",
+        )
+        .fetch_all(&mut *admin)
+        .await?;
+        for other in others {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {other} WITH (FORCE)"
+            )))
+            .execute(&mut *admin)
+            .await?;
+        }
+        let building = format!("{name}_building");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {building}")))
+            .execute(&mut *admin)
+            .await?;
+        let pool = adapters::db::pool_with(&db_config(), admin_options.clone().database(&building));
+        migrator.run(&pool).await?;
+        pool.close().await;
+        // Renamed only once migrated: a template that exists is complete.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE {building} RENAME TO {name}"
+        )))
+        .execute(&mut *admin)
+        .await?;
+        Ok(())
+    }
+    .await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK)
+        .execute(&mut *admin)
+        .await?;
+    built.map(|()| name)
 }
 
 /// Test databases older than an hour are leftovers of earlier runs.

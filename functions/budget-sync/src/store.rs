@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::WorkerError;
 use domain::budget::{CampaignAction, Correction};
+use domain::calendar::kst_date;
 use domain::notice::{self, Notice, Pause};
 use sqlx::PgPool;
 use sqlx::types::Json;
@@ -116,7 +117,7 @@ pub(crate) async fn record(
                FROM batch b
                JOIN inserted i
                  ON i.topic = b.topic AND i.partition = b.partition AND i.\"offset\" = b.off
-              WHERE b.pause AND b.spend_date = (now() AT TIME ZONE 'Asia/Seoul')::date
+              WHERE b.pause AND b.spend_date = $15
               ORDER BY b.campaign_id, b.db_spent DESC),
          paused AS (
              UPDATE campaigns c
@@ -152,6 +153,8 @@ pub(crate) async fn record(
     .bind(&deltas)
     .bind(&states)
     .bind(&pause)
+    // Today in Seoul by the function's clock, the one the tests and the rules use.
+    .bind(kst_date(Utc::now()))
     .fetch_one(&mut *tx)
     .await
     .map_err(db::classify)?;

@@ -51,8 +51,10 @@ pub enum FetchError {
     NotAnImage(String),
     #[error("HTTP status {0}")]
     Status(u16),
-    #[error("transient: {0}")]
-    Transient(String),
+    /// A network fault, with its cause kept: as the error's source, and spelled out in its
+    /// message.
+    #[error("transient: {}", with_causes(.0.as_ref()))]
+    Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl FetchError {
@@ -325,6 +327,18 @@ impl ImageFetcher {
     }
 }
 
+/// An error and its causes, `: `-separated.
+fn with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Finds our own refusals inside reqwest's error chain; everything else is a network fault.
 fn request_error(err: reqwest::Error) -> FetchError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
@@ -337,7 +351,7 @@ fn request_error(err: reqwest::Error) -> FetchError {
         }
         source = cause.source();
     }
-    FetchError::Transient(format!("{err:#}"))
+    FetchError::Transient(Box::new(err))
 }
 
 /// Content-addressed image storage in S3.

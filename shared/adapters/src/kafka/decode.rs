@@ -37,10 +37,18 @@ pub type Rejected = Box<(Record, WorkerError)>;
 pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
     let mut out: Vec<_> = event
         .records
-        .values()
-        .flatten()
-        .map(|raw| {
-            let partition = i32::try_from(raw.partition).unwrap_or(i32::MAX);
+        .iter()
+        .flat_map(|(batch, raws)| raws.iter().map(move |raw| (batch, raw)))
+        .map(|(batch, raw)| {
+            // The event groups records under "<topic>-<partition>": a record that leaves its
+            // topic out is still dead-lettered next to its own.
+            let topic = raw.topic.clone().unwrap_or_else(|| {
+                batch
+                    .rsplit_once('-')
+                    .map_or(batch.as_str(), |(topic, _)| topic)
+                    .to_owned()
+            });
+            let partition = i32::try_from(raw.partition);
             let headers = raw
                 .headers
                 .iter()
@@ -50,14 +58,21 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
             let key = raw.key.as_deref().map(|k| BASE64.decode(k));
             let value = raw.value.as_deref().map(|v| BASE64.decode(v));
             let mut record = Record {
-                topic: raw.topic.clone().unwrap_or_default(),
-                partition,
+                topic,
+                partition: partition.unwrap_or(-1),
                 offset: raw.offset,
                 timestamp_ms: raw.timestamp.0.timestamp_millis(),
                 key: None,
                 value: Vec::new(),
                 headers,
             };
+            if partition.is_err() {
+                let reason = WorkerError::permanent(format_args!(
+                    "partition {} is not a Kafka partition",
+                    raw.partition
+                ));
+                return Err(Box::new((record, reason)));
+            }
             match (key.transpose(), value) {
                 (Ok(key), Some(Ok(value))) => {
                     record.key = key;
@@ -125,5 +140,40 @@ mod tests {
         let ok = decoded[2].as_ref().expect("valid record");
         assert_eq!(ok.value, br#"{"a":1}"#);
         assert_eq!(ok.headers, [("trace".to_owned(), b"hi".to_vec())]);
+    }
+
+    #[test]
+    fn a_record_without_its_topic_or_with_an_impossible_partition_is_still_placed() {
+        let event: KafkaEvent = serde_json::from_value(serde_json::json!({
+            "eventSource": "aws:kafka",
+            "records": {
+                "budget-management-3": [
+                    {"partition": 3, "offset": 1, "timestamp": 1700000000000_i64,
+                     "timestampType": "CREATE_TIME", "value": "e30=", "headers": []},
+                    {"topic": "budget-management", "partition": 1_099_511_627_776_i64,
+                     "offset": 2, "timestamp": 1700000000000_i64,
+                     "timestampType": "CREATE_TIME", "value": "e30=", "headers": []}
+                ]
+            }
+        }))
+        .expect("valid event");
+        let decoded = decode(&event);
+        let placed = decoded
+            .iter()
+            .find_map(|r| r.as_ref().ok())
+            .expect("a record without its topic is decoded");
+        assert_eq!(
+            (placed.topic.as_str(), placed.offset),
+            ("budget-management", 1)
+        );
+        let (record, reason) = &**decoded
+            .iter()
+            .find_map(|r| r.as_ref().err())
+            .expect("an impossible partition is refused");
+        assert!(
+            reason.to_string().contains("not a Kafka partition"),
+            "{reason}"
+        );
+        assert_eq!(record.topic, "budget-management");
     }
 }
