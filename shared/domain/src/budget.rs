@@ -510,7 +510,7 @@ mod properties {
     use proptest::test_runner::TestCaseError;
 
     use super::*;
-    use crate::text::properties::{almost_valid, bytes, config, instant, json, refused};
+    use crate::text::properties::{parser_properties, refused};
 
     const SAMPLE: &str = r#"{"campaign_id": "12345", "redis_spent": 45000, "db_spent": 44750,
         "accuracy_ratio": 0.994, "sync_action": "adjust_redis",
@@ -551,25 +551,5 @@ mod properties {
         assert!(parse_sync(SAMPLE.as_bytes(), at).is_ok());
     }
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn arbitrary_bytes_are_parsed_or_refused(value in bytes(), at in instant()) {
-            check(&value, at)?;
-        }
-
-        #[test]
-        fn arbitrary_json_is_parsed_or_refused(value in json(), at in instant()) {
-            check(value.to_string().as_bytes(), at)?;
-        }
-
-        #[test]
-        fn a_sync_with_a_field_changed_is_parsed_or_refused(
-            value in almost_valid(SAMPLE),
-            at in instant(),
-        ) {
-            check(&value, at)?;
-        }
-    }
+    parser_properties!(SAMPLE, check);
 }

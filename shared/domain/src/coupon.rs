@@ -513,7 +513,7 @@ mod properties {
 
     use super::*;
     use crate::text::properties::{
-        almost_valid, bytes, config, json, postgres_holds_text, postgres_holds_timestamp, refused,
+        parser_properties, postgres_holds_text, postgres_holds_timestamp, refused,
     };
 
     const SAMPLE: &str = r#"{"request_id": "5f0c1c2e-0001-4a6b-9d1e-000000000001",
@@ -538,22 +538,5 @@ mod properties {
         assert!(parse_request(SAMPLE.as_bytes()).is_ok());
     }
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn arbitrary_bytes_are_parsed_or_refused(value in bytes()) {
-            check(&value)?;
-        }
-
-        #[test]
-        fn arbitrary_json_is_parsed_or_refused(value in json()) {
-            check(value.to_string().as_bytes())?;
-        }
-
-        #[test]
-        fn a_request_with_a_field_changed_is_parsed_or_refused(value in almost_valid(SAMPLE)) {
-            check(&value)?;
-        }
-    }
+    parser_properties!(SAMPLE, |value: &[u8], _at| check(value));
 }

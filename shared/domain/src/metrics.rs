@@ -203,7 +203,7 @@ mod properties {
     use proptest::test_runner::TestCaseError;
 
     use super::*;
-    use crate::text::properties::{almost_valid, bytes, config, json, refused};
+    use crate::text::properties::{parser_properties, refused};
 
     const SAMPLE: &str = r#"{"campaign_id": 7, "advertiser_id": 3, "window_size": "5m",
         "window_start": "2026-11-20T15:05:00Z", "impressions": 1000, "clicks": 40,
@@ -231,22 +231,5 @@ mod properties {
         assert!(parse_window(SAMPLE.as_bytes()).is_ok());
     }
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn arbitrary_bytes_are_parsed_or_refused(value in bytes()) {
-            check(&value)?;
-        }
-
-        #[test]
-        fn arbitrary_json_is_parsed_or_refused(value in json()) {
-            check(value.to_string().as_bytes())?;
-        }
-
-        #[test]
-        fn a_window_with_a_field_changed_is_parsed_or_refused(value in almost_valid(SAMPLE)) {
-            check(&value)?;
-        }
-    }
+    parser_properties!(SAMPLE, |value: &[u8], _at| check(value));
 }

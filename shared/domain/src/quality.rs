@@ -249,9 +249,7 @@ mod properties {
     use proptest::test_runner::TestCaseError;
 
     use super::*;
-    use crate::text::properties::{
-        almost_valid, bytes, config, instant, json, postgres_holds_timestamp, refused,
-    };
+    use crate::text::properties::{parser_properties, postgres_holds_timestamp, refused};
 
     const SAMPLE: &str = r#"{"campaign_id": 2001, "advertiser_id": 501, "score": 8.4,
         "computed_at": "2026-11-20T10:00:00Z"}"#;
@@ -277,25 +275,5 @@ mod properties {
         assert!(parse_score(SAMPLE.as_bytes(), super::tests::received()).is_ok());
     }
 
-    proptest! {
-        #![proptest_config(config())]
-
-        #[test]
-        fn arbitrary_bytes_are_parsed_or_refused(value in bytes(), at in instant()) {
-            check(&value, at)?;
-        }
-
-        #[test]
-        fn arbitrary_json_is_parsed_or_refused(value in json(), at in instant()) {
-            check(value.to_string().as_bytes(), at)?;
-        }
-
-        #[test]
-        fn an_update_with_a_field_changed_is_parsed_or_refused(
-            value in almost_valid(SAMPLE),
-            at in instant(),
-        ) {
-            check(&value, at)?;
-        }
-    }
+    parser_properties!(SAMPLE, check);
 }

@@ -97,6 +97,42 @@ pub(crate) mod properties {
 
     use super::*;
 
+    /// The three properties every record parser has, each judged by `$check(bytes, at)` with
+    /// `at` an arbitrary instant (the record's time, for parsers that read one): arbitrary
+    /// bytes, arbitrary JSON, and `$sample` with a field changed.
+    macro_rules! parser_properties {
+        ($sample:expr, $check:expr) => {
+            proptest! {
+                #![proptest_config($crate::text::properties::config())]
+
+                #[test]
+                fn arbitrary_bytes_are_parsed_or_refused(
+                    value in $crate::text::properties::bytes(),
+                    at in $crate::text::properties::instant(),
+                ) {
+                    ($check)(&value, at)?;
+                }
+
+                #[test]
+                fn arbitrary_json_is_parsed_or_refused(
+                    value in $crate::text::properties::json(),
+                    at in $crate::text::properties::instant(),
+                ) {
+                    ($check)(value.to_string().as_bytes(), at)?;
+                }
+
+                #[test]
+                fn the_sample_with_a_field_changed_is_parsed_or_refused(
+                    value in $crate::text::properties::almost_valid($sample),
+                    at in $crate::text::properties::instant(),
+                ) {
+                    ($check)(&value, at)?;
+                }
+            }
+        };
+    }
+    pub(crate) use parser_properties;
+
     /// `PROPTEST_CASES` cases (256 unless set), and no regressions file in the work tree.
     pub(crate) fn config() -> ProptestConfig {
         ProptestConfig {
