@@ -544,14 +544,21 @@ impl<'a> Kafka<'a> {
         Ok(())
     }
 
-    /// Every bad record is in the ledger once, sent, with `reason(record)`, and on the
+    /// Every bad record is in the ledger once, sent, with the reason `parse` gives it, and on the
     /// dead-letter topic once with its bytes and headers and ours; nothing else is.
-    async fn dead_letters(
+    async fn dead_letters<T>(
         &self,
         db: &PgPool,
         batch: &Batch,
-        reason: impl Fn(&Rec) -> String,
+        parse: impl Fn(&[u8]) -> Result<T, domain::WorkerError>,
     ) -> anyhow::Result<()> {
+        // The reason the parser gives a record, as the ledger stores it.
+        let reason = |rec: &Rec| {
+            parse(&rec.value)
+                .err()
+                .map(|e| storable(&e.to_string()))
+                .unwrap_or_default()
+        };
         let placed = batch.placed();
         let bad: Vec<&Placed<'_>> = placed.iter().filter(|p| !p.good).collect();
         let mut want: Vec<(String, i32, i64, String, bool)> = bad
@@ -840,14 +847,7 @@ fn performance_metrics_stores_good_windows_and_dead_letters_the_rest_once() {
         }
         let stored = db.count("SELECT count(*) FROM performance_metrics").await?;
         ensure!(stored == batch.good.len() as i64, "{stored} windows stored");
-        kafka
-            .dead_letters(&db.pool, &batch, |rec| {
-                parse(&rec.value)
-                    .err()
-                    .map(|e| storable(&e.to_string()))
-                    .unwrap_or_default()
-            })
-            .await?;
+        kafka.dead_letters(&db.pool, &batch, parse).await?;
 
         let tables = ["performance_metrics", "kafka_dead_letters"];
         replays(
@@ -944,14 +944,7 @@ fn quality_score_stores_good_scores_and_dead_letters_the_rest_once() {
             db.count("SELECT count(*) FROM outbox").await? == 0,
             "a first score notifies nobody"
         );
-        kafka
-            .dead_letters(&db.pool, &batch, |rec| {
-                parse(&rec.value)
-                    .err()
-                    .map(|e| storable(&e.to_string()))
-                    .unwrap_or_default()
-            })
-            .await?;
+        kafka.dead_letters(&db.pool, &batch, parse).await?;
 
         let tables = [
             "quality_scores",
@@ -1117,11 +1110,8 @@ fn budget_sync_records_good_syncs_corrects_redis_once_and_dead_letters_the_rest_
             "counters {counters:?}\nwant {want_redis:?}"
         );
         kafka
-            .dead_letters(&db.pool, &batch, |rec| {
-                domain::budget::parse_sync(&rec.value, produced_at)
-                    .err()
-                    .map(|e| storable(&e.to_string()))
-                    .unwrap_or_default()
+            .dead_letters(&db.pool, &batch, |value: &[u8]| {
+                domain::budget::parse_sync(value, produced_at)
             })
             .await?;
 
@@ -1274,14 +1264,7 @@ fn coupon_issue_decides_good_requests_once_and_dead_letters_the_rest_once() {
         );
         let grants = db.count("SELECT count(*) FROM user_coupons").await?;
         ensure!(grants == taken, "{grants} grants for {taken} issued");
-        kafka
-            .dead_letters(&db.pool, &batch, |rec| {
-                parse_request(&rec.value)
-                    .err()
-                    .map(|e| storable(&e.to_string()))
-                    .unwrap_or_default()
-            })
-            .await?;
+        kafka.dead_letters(&db.pool, &batch, parse_request).await?;
 
         let tables = [
             "coupons",

@@ -1,0 +1,43 @@
+//! Benchmark figures, merged into `target/bench/results.json`.
+
+use std::path::PathBuf;
+
+use crate::repo_root;
+
+/// One benchmark figure, as written to `target/bench/results.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BenchResult {
+    pub name: String,
+    pub unit: String,
+    pub value: f64,
+    /// Figures measured beside this one, in the same unit (name → value).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub baselines: std::collections::BTreeMap<String, f64>,
+}
+
+/// Which benchmarks to run: those whose name contains a word given on the command line
+/// (`cargo bench ... -- budget`), or all of them.
+pub fn bench_filter() -> impl Fn(&str) -> bool {
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    move |name| only.is_empty() || only.iter().any(|word| name.contains(word))
+}
+
+/// Merges results into `target/bench/results.json`, replacing entries of the same name, so
+/// every benchmark of the project adds to one file that can be tracked from run to run.
+pub fn record_bench(results: &[BenchResult]) -> anyhow::Result<PathBuf> {
+    let dir = repo_root().join("target/bench");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("results.json");
+    let mut all: Vec<BenchResult> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|raw| serde_json::from_str(&raw).ok())
+        .unwrap_or_default();
+    all.retain(|old| results.iter().all(|new| new.name != old.name));
+    all.extend(results.iter().cloned());
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
+    Ok(path)
+}
