@@ -260,6 +260,9 @@ def main():
         print(f"  {path.relative_to(ROOT)}")
     summary = {logical: ctx.refs[logical] for logical in template["Resources"] if logical in ctx.refs}
     (STATE / "resources.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    # The template as expanded for this stack, parsed once here for every local tool (the
+    # local MSK event sources read their mappings from it).
+    (STATE / "template.local.json").write_text(json.dumps(template, indent=1, sort_keys=True) + "\n")
     for logical, value in sorted(summary.items()):
         print(f"  {logical:<32} {value}")
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use devtools::kafka_source::{Endpoints, Source, run};
-use integration_tests::{TestDb, create_topics, kafka_brokers, unique};
+use anyhow::Context as _;
+use devtools::kafka_source::{Endpoints, Source, run, sources_from_template};
+use integration_tests::{TestDb, create_topics, kafka_brokers, repo_root, unique};
 use performance_metrics::{CONSUMER, Deps, handle};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -138,5 +139,32 @@ async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow:
     let again = run(&source, &endpoints, Some(Duration::from_secs(3))).await?;
     assert_eq!(again.records, 0, "{again:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 4);
+    Ok(())
+}
+
+/// The local sources are read from the template as `make up` expanded it: one per MSK event.
+#[test]
+fn the_template_declares_a_source_per_kafka_function() -> anyhow::Result<()> {
+    let sources = sources_from_template(&repo_root().join(".stack/template.local.json"))?;
+    let budget = sources
+        .iter()
+        .find(|s| s.function == "budget-sync")
+        .context("budget-sync source")?;
+    assert_eq!(budget.topics, ["budget-management"]);
+    assert_eq!(budget.group, "budget-sync-processor");
+    assert_eq!(budget.batch_size, 1000);
+    assert_eq!(budget.window, Duration::from_secs(1));
+    assert!(budget.from_start);
+    let mut functions: Vec<&str> = sources.iter().map(|s| s.function.as_str()).collect();
+    functions.sort_unstable();
+    assert_eq!(
+        functions,
+        [
+            "budget-sync",
+            "coupon-issue",
+            "performance-metrics",
+            "quality-score"
+        ]
+    );
     Ok(())
 }

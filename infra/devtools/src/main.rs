@@ -92,10 +92,11 @@ async fn kafka_sources(args: &[String]) -> anyhow::Result<()> {
         invoke_base: std::env::var("LAMBDA_INVOKE_URL")
             .unwrap_or_else(|_| "http://127.0.0.1:9000".to_owned()),
     };
-    let sources: Vec<_> = kafka_source::sources_from_template(&repo_root().join("template.yaml"))?
-        .into_iter()
-        .filter(|s| only.as_ref().is_none_or(|f| *f == s.function))
-        .collect();
+    let sources: Vec<_> =
+        kafka_source::sources_from_template(&repo_root().join(".stack/template.local.json"))?
+            .into_iter()
+            .filter(|s| only.as_ref().is_none_or(|f| *f == s.function))
+            .collect();
     if sources.is_empty() {
         bail!("no MSK event source in template.yaml matches");
     }
