@@ -215,24 +215,27 @@ pub async fn run(
     }
 }
 
-/// Invokes until the function succeeds; returns how many attempts failed. Backoff doubles
-/// from 1 s to 30 s.
+/// Invokes until the function succeeds, as the event source mapping does; returns how many
+/// attempts failed. Backoff doubles from 1 s to 30 s (`backon`).
 async fn invoke_until_success(http: &reqwest::Client, url: &str, event: &Value) -> usize {
+    use backon::{ExponentialBuilder, Retryable as _};
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(30))
+        .without_max_times();
     let mut failures = 0;
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        match invoke(http, url, event).await {
-            Ok(()) => return failures,
-            Err(err) => {
-                failures += 1;
-                eprintln!(
-                    "kafka-source: invocation failed ({err:#}); retrying the batch in {backoff:?}"
-                );
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
+    let invoked = (|| invoke(http, url, event))
+        .retry(backoff)
+        .notify(|err, wait| {
+            failures += 1;
+            eprintln!("kafka-source: invocation failed ({err:#}); retrying the batch in {wait:?}");
+        })
+        .await;
+    // Retried without a limit, so only a success ends the loop; said all the same if not.
+    if let Err(err) = invoked {
+        eprintln!("kafka-source: gave up on the batch ({err:#})");
     }
+    failures
 }
 
 async fn invoke(http: &reqwest::Client, url: &str, event: &Value) -> anyhow::Result<()> {

@@ -1,4 +1,10 @@
 //! Transient failures retried inside one invocation, within its deadline.
+//!
+//! Written here rather than with `backon` (which devtools uses for its plain exponential
+//! retries): what matters is the deadline. A retry is made only if its wait leaves the reserve
+//! the caller needs to dead-letter the batch, and a retry still running near the deadline is
+//! cut short and counted as a transient failure; a retry crate would need all of that wrapped
+//! around it.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
