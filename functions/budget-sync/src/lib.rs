@@ -175,3 +175,32 @@ fn report(
         "budget sync applied"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(timestamp_ms: i64, value: &str) -> Record {
+        Record {
+            topic: "budget-management".to_owned(),
+            partition: 2,
+            offset: 40,
+            timestamp_ms,
+            key: None,
+            value: value.as_bytes().to_vec(),
+            headers: Vec::new(),
+        }
+    }
+
+    const SYNC: &str = r#"{"campaign_id": "101", "redis_spent": 20000, "db_spent": 10000, "accuracy_ratio": 0.5, "sync_action": "adjust_redis", "campaign_action": "none"}"#;
+
+    #[test]
+    fn a_message_is_placed_and_dated_by_its_record() {
+        let synced = validate(&record(1_795_187_400_000, SYNC)).expect("a valid sync");
+        assert_eq!((synced.partition, synced.offset), (2, 40));
+        assert_eq!(synced.produced_at.timestamp_millis(), 1_795_187_400_000);
+        assert_eq!(synced.sync.campaign_id, 101);
+        let err = validate(&record(i64::MAX, SYNC)).expect_err("no such time");
+        assert!(!err.is_retryable(), "{err}");
+    }
+}

@@ -268,3 +268,19 @@ pub(crate) async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
         queued: 0,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_script_answers_is_what_the_row_records() {
+        assert_eq!(ScriptAnswer::of(1), ScriptAnswer::Applied);
+        assert_eq!(ScriptAnswer::of(0), ScriptAnswer::AlreadyApplied);
+        assert_eq!(ScriptAnswer::of(-1), ScriptAnswer::Refused);
+        // Applied now or by an earlier attempt: the counter has it either way.
+        assert_eq!(ScriptAnswer::Applied.state(), Correction::Applied);
+        assert_eq!(ScriptAnswer::AlreadyApplied.state(), Correction::Applied);
+        assert_eq!(ScriptAnswer::Refused.state(), Correction::Refused);
+    }
+}

@@ -65,9 +65,7 @@ const INSERT_SKIPPING_KNOWN: &str =
 /// first; only if a window is already stored (a replay) does the batch go again, skipping the
 /// known ones. A failed statement writes nothing, so the second attempt starts clean.
 pub async fn store(db: &PgPool, windows: &[MetricWindow]) -> Result<usize, WorkerError> {
-    // The same window twice in one batch: keep the first, as the table would.
-    let mut seen = HashSet::with_capacity(windows.len());
-    let windows: Vec<&MetricWindow> = windows.iter().filter(|w| seen.insert(w.key())).collect();
+    let windows = first_of_each(windows);
     if windows.is_empty() {
         return Ok(0);
     }
@@ -79,6 +77,12 @@ pub async fn store(db: &PgPool, windows: &[MetricWindow]) -> Result<usize, Worke
     }
     .map(|rows| rows as usize)
     .map_err(db::classify)
+}
+
+/// The same window twice in one batch: the first is kept, as the table would keep it.
+fn first_of_each(windows: &[MetricWindow]) -> Vec<&MetricWindow> {
+    let mut seen = HashSet::with_capacity(windows.len());
+    windows.iter().filter(|w| seen.insert(w.key())).collect()
 }
 
 async fn insert(
@@ -103,4 +107,31 @@ async fn insert(
         .execute(db)
         .await?
         .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(campaign_id: i64, minute: u32, impressions: i64) -> MetricWindow {
+        let value = format!(
+            r#"{{"campaign_id": {campaign_id}, "advertiser_id": 3, "window_size": "1m", "window_start": "2026-11-20T15:{minute:02}:00Z", "impressions": {impressions}, "clicks": 0, "conversions": 0, "cost": 0}}"#
+        );
+        domain::metrics::parse_window(value.as_bytes()).expect("a valid window")
+    }
+
+    #[test]
+    fn a_window_sent_twice_in_a_batch_is_kept_once_as_first_sent() {
+        let windows = [
+            window(7, 1, 10),
+            window(7, 2, 20),
+            window(7, 1, 99),
+            window(8, 1, 5),
+        ];
+        let kept: Vec<i64> = first_of_each(&windows)
+            .iter()
+            .map(|w| w.impressions)
+            .collect();
+        assert_eq!(kept, [10, 20, 5]);
+    }
 }

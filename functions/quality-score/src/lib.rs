@@ -153,3 +153,23 @@ async fn store(
     tx.commit().await.map_err(db::classify)?;
     Ok(changes.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(campaign_id: i64) -> ScoreUpdate {
+        ScoreUpdate {
+            campaign_id,
+            advertiser_id: 1,
+            score: 5.0,
+            computed_at: DateTime::from_timestamp(1_795_187_400, 0).expect("valid time"),
+        }
+    }
+
+    #[test]
+    fn campaigns_are_locked_in_one_order_each_once() {
+        let updates = [update(30), update(10), update(30), update(20)];
+        assert_eq!(campaigns_in_order(&updates), [10, 20, 30]);
+    }
+}

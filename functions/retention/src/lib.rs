@@ -251,3 +251,15 @@ pub async fn expire_counters(
     }
     Ok(adapters::redis::unlink_pipelined(redis, &expired).await? as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_run_salts_afresh_with_244_random_bits() {
+        let (a, b) = (run_salt(), run_salt());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}
