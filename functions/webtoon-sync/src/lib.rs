@@ -12,9 +12,10 @@ mod store;
 
 use std::collections::HashMap;
 
+use adapters::bootstrap::SqsConsumer;
 use adapters::images::{FetchPolicy, ImageFetcher, ImageStore};
 use adapters::sqs_batch::{self, Decoded};
-use adapters::{aws, config, db};
+use adapters::{aws, config};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::MessageAttributeValue;
 use domain::WorkerError;
@@ -26,17 +27,6 @@ use store::Applied;
 
 /// Images fetched at once for one request.
 const IMAGE_CONCURRENCY: usize = 4;
-
-/// Everything the function reads from its environment, once.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database: config::DatabaseConfig,
-    pub image_bucket: String,
-    pub queues: CompletionQueues,
-    pub fetch: FetchPolicy,
-    /// Webtoons processed at once within one batch.
-    pub concurrency: usize,
-}
 
 #[derive(Debug, Clone)]
 pub struct CompletionQueues {
@@ -53,30 +43,6 @@ impl CompletionQueues {
     }
 }
 
-impl Config {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let defaults = FetchPolicy::default();
-        Ok(Self {
-            database: config::DatabaseConfig::from_env()?,
-            image_bucket: config::required("IMAGE_BUCKET")?,
-            queues: CompletionQueues {
-                create_url: config::required("CREATE_COMPLETE_QUEUE_URL")?,
-                update_url: config::required("UPDATE_COMPLETE_QUEUE_URL")?,
-            },
-            fetch: FetchPolicy {
-                max_bytes: config::parsed_or("IMAGE_MAX_BYTES", defaults.max_bytes)?,
-                timeout: std::time::Duration::from_millis(config::parsed_or(
-                    "IMAGE_FETCH_TIMEOUT_MS",
-                    defaults.timeout.as_millis() as u64,
-                )?),
-                max_redirects: config::parsed_or("IMAGE_MAX_REDIRECTS", defaults.max_redirects)?,
-                allow_hosts: config::list("IMAGE_FETCH_ALLOW_HOSTS"),
-            },
-            concurrency: config::parsed_or("BATCH_CONCURRENCY", 4)?,
-        })
-    }
-}
-
 /// Clients and pools, built once per cold start and borrowed by every invocation.
 pub struct Deps {
     pub db: PgPool,
@@ -88,15 +54,25 @@ pub struct Deps {
 }
 
 impl Deps {
-    pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let sdk = aws::sdk_config().await;
+    /// From the environment: the SQS consumer's base, `IMAGE_BUCKET`, the completion queues
+    /// (`CREATE_COMPLETE_QUEUE_URL`, `UPDATE_COMPLETE_QUEUE_URL`), the image fetch policy
+    /// (`IMAGE_*`) and `BATCH_CONCURRENCY` (4).
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let bucket = config::required("IMAGE_BUCKET")?;
+        let queues = CompletionQueues {
+            create_url: config::required("CREATE_COMPLETE_QUEUE_URL")?,
+            update_url: config::required("UPDATE_COMPLETE_QUEUE_URL")?,
+        };
+        let fetch = FetchPolicy::from_env()?;
+        let concurrency = config::parsed_or("BATCH_CONCURRENCY", 4)?;
+        let base = SqsConsumer::from_env().await?;
         Ok(Self {
-            db: db::pool(&config.database, &sdk).await?,
-            sqs: aws::sqs(&sdk),
-            images: ImageStore::new(aws::s3(&sdk), &config.image_bucket),
-            fetcher: ImageFetcher::new(&config.fetch)?,
-            queues: config.queues.clone(),
-            concurrency: config.concurrency,
+            images: ImageStore::new(aws::s3(&base.sdk), &bucket),
+            fetcher: ImageFetcher::new(&fetch)?,
+            db: base.db,
+            sqs: base.sqs,
+            queues,
+            concurrency,
         })
     }
 }

@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     adapters::telemetry::init();
-    let deps = &webtoon_sync::Deps::build(&webtoon_sync::Config::from_env()?).await?;
+    let deps = &webtoon_sync::Deps::from_env().await?;
     // Failures are reported per message in the response, so an invocation itself never fails.
     adapters::telemetry::serve(|event| async move {
         Ok::<_, std::convert::Infallible>(webtoon_sync::handle(event, deps).await)

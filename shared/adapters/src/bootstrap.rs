@@ -49,6 +49,27 @@ impl KafkaConsumer {
     }
 }
 
+/// An SQS consumer's base: the SDK configuration, the database pool (`DATABASE_*`) and an SQS
+/// client.
+pub struct SqsConsumer {
+    pub sdk: SdkConfig,
+    pub db: PgPool,
+    pub sqs: aws_sdk_sqs::Client,
+}
+
+impl SqsConsumer {
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let database = DatabaseConfig::from_env()?;
+        let sdk = aws::sdk_config().await;
+        let db = db::pool(&database, &sdk).await?;
+        Ok(Self {
+            sqs: aws::sqs(&sdk),
+            sdk,
+            db,
+        })
+    }
+}
+
 /// A scheduled job's base: the SDK configuration and the run reporter (its database,
 /// `DATABASE_*`, and the operators' topic, `OPERATOR_ALERTS_TOPIC_ARN`).
 pub struct ScheduledJob {

@@ -40,6 +40,23 @@ impl Default for FetchPolicy {
     }
 }
 
+impl FetchPolicy {
+    /// `IMAGE_MAX_BYTES`, `IMAGE_FETCH_TIMEOUT_MS`, `IMAGE_MAX_REDIRECTS` and
+    /// `IMAGE_FETCH_ALLOW_HOSTS` (comma-separated), each defaulting as above.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let defaults = Self::default();
+        Ok(Self {
+            max_bytes: crate::config::parsed_or("IMAGE_MAX_BYTES", defaults.max_bytes)?,
+            timeout: Duration::from_millis(crate::config::parsed_or(
+                "IMAGE_FETCH_TIMEOUT_MS",
+                defaults.timeout.as_millis() as u64,
+            )?),
+            max_redirects: crate::config::parsed_or("IMAGE_MAX_REDIRECTS", defaults.max_redirects)?,
+            allow_hosts: crate::config::list("IMAGE_FETCH_ALLOW_HOSTS"),
+        })
+    }
+}
+
 /// Why an image could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
