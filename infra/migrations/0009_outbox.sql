@@ -15,12 +15,18 @@ CREATE TABLE outbox (
     created_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     claimed_at  TIMESTAMPTZ,
     sent_at     TIMESTAMPTZ,
+    -- SNS refused the message for its own sake (a sender fault): set aside with the reason, so
+    -- it cannot hold up the messages after it.
+    failed_at   TIMESTAMPTZ,
+    failure     TEXT,
     UNIQUE (producer, dedup_key)
 );
-CREATE INDEX outbox_unsent ON outbox (producer, id) WHERE sent_at IS NULL;
+CREATE INDEX outbox_unsent ON outbox (producer, id) WHERE sent_at IS NULL AND failed_at IS NULL;
 
--- Notifications still waiting in the per-table flags move to the outbox. The flags stay for
--- functions of the previous release during a rolling deploy; nothing reads them from here on.
+-- Notifications still waiting in the per-table flags move to the outbox, and the flags are
+-- set: a function of the previous release, still running during the deploy or back after a
+-- rollback, must not announce them again. From here on the functions set the flag when they
+-- hand a notification to the outbox, in the same transaction.
 INSERT INTO outbox (producer, dedup_key, subject, body)
 SELECT 'budget-sync-processor',
        format('campaign-paused:%s:%s', campaign_id,
@@ -43,3 +49,6 @@ SELECT 'quality-score-processor',
        jsonb_build_object('advertiser_id',
                           jsonb_build_object('type', 'Number', 'value', advertiser_id::text))
   FROM quality_score_history WHERE sharp_drop AND notified_at IS NULL ORDER BY id;
+
+UPDATE campaign_pauses SET notified_at = now() WHERE notified_at IS NULL;
+UPDATE quality_score_history SET notified_at = now() WHERE sharp_drop AND notified_at IS NULL;

@@ -16,16 +16,21 @@ const FLUSH_LIMIT: i64 = 20_000;
 
 /// Adds ARGV[1] to the counter KEYS[1] unless the marker KEYS[2] exists, then sets the marker
 /// for ARGV[2] seconds. A counter never goes below zero. Returns 1 if applied, 0 if the marker
-/// was already there, -1 if Redis refused the increment (the sum overflows, or the counter is
-/// not an integer): then nothing was changed and no marker set. A script runs alone, so the
-/// check and the set cannot interleave with another correction.
+/// was already there, -1 if Redis refused the increment for the counter's sake (the sum
+/// overflows, or the counter is not an integer): then nothing was changed and no marker set.
+/// Any other error (a read-only replica after a failover, out of memory) is raised, so the
+/// pipeline fails and the correction stays queued. A script runs alone, so the check and the
+/// set cannot interleave with another correction.
 const CORRECT_SCRIPT: &str = r"
 if redis.call('EXISTS', KEYS[2]) == 1 then
   return 0
 end
 local counter = redis.pcall('INCRBY', KEYS[1], ARGV[1])
 if type(counter) == 'table' then
-  return -1
+  if string.find(counter.err, 'overflow', 1, true) or string.find(counter.err, 'not an integer', 1, true) then
+    return -1
+  end
+  return counter
 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 if counter < 0 then

@@ -129,12 +129,13 @@ pub(crate) async fn record(
              RETURNING c.campaign_id, c.advertiser_id, c.daily_budget, r.spend_date, r.db_spent),
          pauses AS (
              INSERT INTO campaign_pauses
-                 (campaign_id, advertiser_id, spend_date, db_spent, daily_budget)
-             SELECT campaign_id, advertiser_id, spend_date, db_spent, daily_budget FROM paused
+                 (campaign_id, advertiser_id, spend_date, db_spent, daily_budget, notified_at)
+             SELECT campaign_id, advertiser_id, spend_date, db_spent, daily_budget, now()
+               FROM paused
              ON CONFLICT (campaign_id, spend_date) DO UPDATE SET
                  advertiser_id = EXCLUDED.advertiser_id, db_spent = EXCLUDED.db_spent,
                  daily_budget = EXCLUDED.daily_budget, paused_at = now(),
-                 redis_status_at = NULL
+                 redis_status_at = NULL, notified_at = now()
              RETURNING campaign_id, advertiser_id, spend_date, db_spent, daily_budget, paused_at)
          SELECT (SELECT count(*) FROM inserted),
                 (SELECT coalesce(json_agg(p ORDER BY campaign_id), '[]') FROM pauses p)",
@@ -159,6 +160,8 @@ pub(crate) async fn record(
     .await
     .map_err(db::classify)?;
     // Announced in the pause's own transaction: a pause and its notification commit together.
+    // (`notified_at` is set as the pause is written: the outbox announces it, and a function
+    // of the previous release must not announce it again.)
     let notices: Vec<Notice> = paused.0.iter().map(notice::campaign_paused).collect();
     deps.outbox.add(&mut tx, &notices).await?;
     tx.commit().await.map_err(db::classify)?;

@@ -305,7 +305,10 @@ async fn review_overflows(
          ON CONFLICT (stat_date, campaign_id) DO UPDATE SET
              advertiser_id = EXCLUDED.advertiser_id, metric = EXCLUDED.metric,
              rolled_up = EXCLUDED.rolled_up, raw = EXCLUDED.raw,
-             difference_ratio = EXCLUDED.difference_ratio, status = 'open'",
+             difference_ratio = EXCLUDED.difference_ratio, status = 'open',
+             -- A new finding about the campaign's day: announced even if the raw check's was.
+             notified_at = CASE WHEN rollup_reviews.metric = EXCLUDED.metric
+                                THEN rollup_reviews.notified_at END",
     )
     .bind(day)
     .bind(month)

@@ -124,8 +124,11 @@ async fn store(
                                       computed_at, sharp_drop, n)),
          history AS (
              INSERT INTO quality_score_history (campaign_id, advertiser_id, previous_score,
-                                                score, computed_at, sharp_drop)
-             SELECT campaign_id, advertiser_id, previous_score, score, computed_at, sharp_drop
+                                                score, computed_at, sharp_drop, notified_at)
+             -- A drop is handed to the outbox in this transaction: flagged, so a function of
+             -- the previous release does not announce it again.
+             SELECT campaign_id, advertiser_id, previous_score, score, computed_at, sharp_drop,
+                    CASE WHEN sharp_drop THEN now() END
                FROM changes ORDER BY n
              ON CONFLICT (campaign_id, computed_at) DO NOTHING)
          INSERT INTO quality_scores (campaign_id, advertiser_id, score, computed_at)

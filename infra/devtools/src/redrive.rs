@@ -22,7 +22,7 @@ use adapters::config::KafkaConfig;
 use adapters::kafka::{CLAIM_CHECK_HEADER, ClaimedRecord, client_config};
 use adapters::msk_iam::KafkaContext;
 use anyhow::{Context as _, bail};
-use futures::future::try_join_all;
+use futures::{StreamExt as _, TryStreamExt as _, stream};
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{Header, Headers as _, Message as _, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -128,10 +128,12 @@ pub async fn redrive(
     }
 
     for chunk in dead.chunks(CHUNK) {
-        let replays = chunk
-            .iter()
-            .map(|message| replay(&producer, &s3, dlq, message));
-        let targets = try_join_all(replays).await?;
+        // At most 16 at once: a claim check fetches its record (up to about 1 MiB) from S3.
+        let targets: Vec<String> = stream::iter(chunk)
+            .map(|message| replay(&producer, &s3, dlq, message))
+            .buffer_unordered(16)
+            .try_collect()
+            .await?;
         for target in targets {
             *redriven.per_topic.entry(target).or_default() += 1;
         }

@@ -15,6 +15,7 @@ use aws_sdk_sns::types::{MessageAttributeValue, PublishBatchRequestEntry};
 use chrono::{DateTime, Utc};
 use domain::WorkerError;
 use domain::notice::{Attribute, Notice};
+use domain::text::storable;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
@@ -24,6 +25,28 @@ use crate::db::classify;
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
 /// SNS takes at most ten messages per `PublishBatch`.
 const BATCH: usize = 10;
+/// Messages claimed at once: five `PublishBatch` calls, far inside the claim's timeout.
+const ROUND: i64 = 50;
+
+/// What one `PublishBatch` came to.
+#[derive(Default)]
+struct Published {
+    /// Rows SNS took.
+    sent: Vec<i64>,
+    /// Rows SNS refused for their own sake, with the reason.
+    refused: Vec<(i64, String)>,
+    /// Why the rest was not taken, if it was not.
+    failure: Option<WorkerError>,
+}
+
+impl Published {
+    fn failed(err: WorkerError) -> Self {
+        Self {
+            failure: Some(err),
+            ..Self::default()
+        }
+    }
+}
 
 /// What a flush did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -105,14 +128,55 @@ impl Outbox {
         Ok(usize::try_from(added).unwrap_or(usize::MAX))
     }
 
-    /// Publishes up to `limit` unsent messages, oldest first. Messages another flush is
-    /// publishing are left to it. If SNS fails, what was published stays marked, the rest is
-    /// given back, and the error is retryable.
+    /// Publishes up to `limit` unsent messages, oldest first, [`ROUND`] at a time (each round
+    /// claims, publishes and marks its rows, well inside [`CLAIM_TIMEOUT`]). Messages another
+    /// flush is publishing are left to it. A message SNS refuses for its own sake is set aside
+    /// (`failed_at`, `failure`, logged) rather than holding up the rest. If SNS fails otherwise,
+    /// what was published stays marked, the rest is given back, and the error is retryable.
     pub async fn flush(&self, limit: i64) -> Result<Flushed, WorkerError> {
-        let claimed: Vec<Claimed> = sqlx::query_as(
+        let mut flushed = Flushed::default();
+        let mut left = limit;
+        while left > 0 {
+            let round = left.min(ROUND);
+            let claimed = self.claim(round).await?;
+            // One statement, one now(): the claim's time is its token.
+            let Some(claim) = claimed.first().map(|c| c.5) else {
+                break;
+            };
+            for chunk in claimed.chunks(BATCH) {
+                let published = self.publish(chunk).await;
+                self.settle(&published.sent, claim, true).await?;
+                self.set_aside(&published.refused, claim).await?;
+                flushed.published += published.sent.len();
+                if let Some(err) = published.failure {
+                    let done: Vec<i64> = published
+                        .sent
+                        .iter()
+                        .copied()
+                        .chain(published.refused.iter().map(|(id, _)| *id))
+                        .collect();
+                    let unsent: Vec<i64> = claimed
+                        .iter()
+                        .map(|c| c.0)
+                        .filter(|id| !done.contains(id))
+                        .collect();
+                    self.settle(&unsent, claim, false).await?;
+                    return Err(err);
+                }
+            }
+            if (claimed.len() as i64) < round {
+                break;
+            }
+            left -= round;
+        }
+        Ok(flushed)
+    }
+
+    async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, WorkerError> {
+        sqlx::query_as(
             "UPDATE outbox o SET claimed_at = now()
                FROM (SELECT id FROM outbox
-                      WHERE producer = $1 AND sent_at IS NULL
+                      WHERE producer = $1 AND sent_at IS NULL AND failed_at IS NULL
                         AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $3))
                       ORDER BY id LIMIT $2
                         FOR UPDATE SKIP LOCKED) AS due
@@ -124,31 +188,11 @@ impl Outbox {
         .bind(CLAIM_TIMEOUT.as_secs_f64())
         .fetch_all(&self.db)
         .await
-        .map_err(classify)?;
-        // One statement, one now(): the claim's time is its token.
-        let Some(claim) = claimed.first().map(|c| c.5) else {
-            return Ok(Flushed::default());
-        };
-        let mut flushed = Flushed::default();
-        for chunk in claimed.chunks(BATCH) {
-            let (sent, failure) = self.publish(chunk).await;
-            self.settle(&sent, claim, true).await?;
-            flushed.published += sent.len();
-            if let Some(err) = failure {
-                let unsent: Vec<i64> = claimed
-                    .iter()
-                    .map(|c| c.0)
-                    .filter(|id| !sent.contains(id))
-                    .collect();
-                self.settle(&unsent, claim, false).await?;
-                return Err(err);
-            }
-        }
-        Ok(flushed)
+        .map_err(classify)
     }
 
-    /// Publishes one batch; returns the ids SNS took, and the failure if any was refused.
-    async fn publish(&self, rows: &[Claimed]) -> (Vec<i64>, Option<WorkerError>) {
+    /// Publishes one batch.
+    async fn publish(&self, rows: &[Claimed]) -> Published {
         let mut entries = Vec::with_capacity(rows.len());
         for (id, key, subject, body, attributes, _) in rows {
             let mut entry = PublishBatchRequestEntry::builder()
@@ -166,12 +210,12 @@ impl Outbox {
             for (name, attribute) in named {
                 match sns_attribute(&attribute) {
                     Ok(value) => entry = entry.message_attributes(name, value),
-                    Err(err) => return (Vec::new(), Some(WorkerError::retryable(err))),
+                    Err(err) => return Published::failed(WorkerError::retryable(err)),
                 }
             }
             match entry.build() {
                 Ok(entry) => entries.push(entry),
-                Err(err) => return (Vec::new(), Some(WorkerError::retryable(err))),
+                Err(err) => return Published::failed(WorkerError::retryable(err)),
             }
         }
         let answer = self
@@ -181,31 +225,68 @@ impl Outbox {
             .set_publish_batch_request_entries(Some(entries))
             .send()
             .await;
-        match answer {
-            Err(err) => (
-                Vec::new(),
-                Some(WorkerError::retryable(
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                return Published::failed(WorkerError::retryable(
                     anyhow::Error::new(err).context("SNS publish"),
-                )),
-            ),
-            Ok(answer) => {
-                let sent: Vec<i64> = answer
-                    .successful()
-                    .iter()
-                    .filter_map(|s| s.id()?.parse().ok())
-                    .collect();
-                let failure = answer.failed().first().map(|f| {
-                    WorkerError::retryable(anyhow::anyhow!(
-                        "SNS refused {} of {} messages: {} {}",
-                        answer.failed().len(),
-                        rows.len(),
-                        f.code(),
-                        f.message().unwrap_or_default()
-                    ))
-                });
-                (sent, failure)
+                ));
+            }
+        };
+        let id = |text: Option<&str>| text.and_then(|t| t.parse::<i64>().ok());
+        let mut published = Published {
+            sent: answer
+                .successful()
+                .iter()
+                .filter_map(|s| id(s.id()))
+                .collect(),
+            ..Published::default()
+        };
+        for failed in answer.failed() {
+            let reason = storable(&format!(
+                "{} {}",
+                failed.code(),
+                failed.message().unwrap_or_default()
+            ));
+            match id(Some(failed.id())) {
+                Some(row) if failed.sender_fault() => {
+                    tracing::error!(row, %reason, "SNS refused a notification; set aside");
+                    published.refused.push((row, reason));
+                }
+                _ => {
+                    published
+                        .failure
+                        .get_or_insert(WorkerError::retryable(anyhow::anyhow!(
+                            "SNS could not take a message: {reason}"
+                        )));
+                }
             }
         }
+        published
+    }
+
+    /// Sets aside the messages SNS refused for their own sake, with the reason.
+    async fn set_aside(
+        &self,
+        refused: &[(i64, String)],
+        claim: DateTime<Utc>,
+    ) -> Result<(), WorkerError> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let (ids, reasons): (Vec<i64>, Vec<String>) = refused.iter().cloned().unzip();
+        sqlx::query(
+            "UPDATE outbox o SET failed_at = now(), failure = r.reason
+               FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
+              WHERE o.id = r.id AND o.claimed_at = $3 AND o.sent_at IS NULL",
+        )
+        .bind(&ids)
+        .bind(&reasons)
+        .bind(claim)
+        .execute(&self.db)
+        .await
+        .map_err(classify)?;
+        Ok(())
     }
 
     /// Marks this claim's rows sent, or gives the claims back.

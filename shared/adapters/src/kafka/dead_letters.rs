@@ -31,14 +31,20 @@ use crate::msk_iam::KafkaContext;
 /// `message.max.bytes` (1,000,000) and MSK's default `max.message.bytes` (1 MiB), with room
 /// for the batch framing.
 pub const MESSAGE_BUDGET: usize = 900_000;
-/// Original headers (names and values) copied onto a dead letter, in bytes; the rest are
-/// dropped and counted in `dlq.headers.dropped`.
+/// Original headers copied onto a dead letter, in bytes (names, values and each header's
+/// framing, counted as [`HEADER_FRAMING`]), and in number; the rest are dropped and counted in
+/// `dlq.headers.dropped`.
 pub const COPIED_HEADERS_BUDGET: usize = 64 * 1024;
+pub const COPIED_HEADERS_MAX: usize = 256;
+/// What Kafka's record format spends on one header besides its name and value (two varint
+/// lengths), rounded up: empty headers are not free.
+const HEADER_FRAMING: usize = 8;
 /// A key longer than this goes to S3 with the value.
 pub const KEY_BUDGET: usize = 16 * 1024;
 /// How long a claimed dead letter may stay unsent before another invocation takes it over:
-/// three times the producer's 10 s delivery timeout, well inside the event source's retries.
-pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
+/// past the slowest send (two S3 writes of up to 10 s each and a 10 s produce), well inside
+/// the event source's retries.
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(45);
 /// How long an S3 write of an oversized dead letter may take.
 const S3_TIMEOUT: Duration = Duration::from_secs(10);
 /// The header that marks a claim check.
@@ -129,8 +135,11 @@ impl<'a> Letter<'a> {
         let mut copied = 0_usize;
         let mut dropped = 0_usize;
         for (name, value) in &record.headers {
-            let size = name.len() + value.len();
-            if name.starts_with("dlq.") || copied + size > COPIED_HEADERS_BUDGET {
+            let size = name.len() + value.len() + HEADER_FRAMING;
+            if name.starts_with("dlq.")
+                || copied + size > COPIED_HEADERS_BUDGET
+                || headers.len() == COPIED_HEADERS_MAX
+            {
                 dropped += 1;
                 continue;
             }
@@ -149,7 +158,10 @@ impl<'a> Letter<'a> {
             ours.push(("dlq.headers.dropped", dropped.to_string()));
         }
         let key_len = record.key.as_ref().map_or(0, Vec::len);
-        let ours_len: usize = ours.iter().map(|(n, v)| n.len() + v.len()).sum();
+        let ours_len: usize = ours
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + HEADER_FRAMING)
+            .sum();
         let fits = key_len <= KEY_BUDGET
             && key_len + record.value.len() + copied + ours_len <= MESSAGE_BUDGET;
         let mut letter = Letter {
@@ -709,6 +721,20 @@ mod tests {
                 .filter(|(n, _)| *n == "dlq.error")
                 .count(),
             1
+        );
+    }
+
+    #[test]
+    fn empty_headers_are_not_free() {
+        let r = record(None, b"{}".to_vec(), vec![("", Vec::new()); 300_000]);
+        let letter = Letter::of(&r, &ABOUT);
+        assert_eq!(
+            letter.headers.iter().filter(|(n, _)| n.is_empty()).count(),
+            COPIED_HEADERS_MAX
+        );
+        assert_eq!(
+            header(&letter, "dlq.headers.dropped"),
+            Some((300_000 - COPIED_HEADERS_MAX).to_string().as_bytes())
         );
     }
 
