@@ -657,3 +657,36 @@ async fn retention_removes_only_what_is_past_each_window() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_partition_naming_rule_reads_back_its_own_names_and_nothing_else() -> anyhow::Result<()>
+{
+    let db = TestDb::new().await?;
+    let months: Vec<(String, Option<NaiveDate>)> = sqlx::query_as(
+        "SELECT ad_events_partition_name(m::date), ad_events_partition_month(
+                    ad_events_partition_name(m::date))
+           FROM generate_series('2024-01-01'::date, '2031-12-01', '1 month') AS m",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    assert_eq!(months.len(), 96);
+    assert!(months.iter().all(|(_, month)| month.is_some()));
+    assert_eq!(months[7].0, "ad_events_y2024m08");
+    assert_eq!(
+        months[7].1,
+        Some(NaiveDate::from_ymd_opt(2024, 8, 1).expect("a date"))
+    );
+    for other in [
+        "ad_events_y2026m13",
+        "ad_events_y26m08",
+        "ad_events",
+        "webtoons",
+    ] {
+        let month: Option<NaiveDate> = sqlx::query_scalar("SELECT ad_events_partition_month($1)")
+            .bind(other)
+            .fetch_one(&db.pool)
+            .await?;
+        assert_eq!(month, None, "{other}");
+    }
+    Ok(())
+}

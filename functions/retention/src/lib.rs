@@ -21,7 +21,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use domain::WorkerError;
 use domain::budget::parse_counter_key;
 use domain::calendar::{kst_date, kst_day_start, month_of};
-use domain::retention::{Cutoffs, PartitionFate, partition_fate, partition_month};
+use domain::retention::{Cutoffs, PartitionFate, partition_fate};
 use redis::aio::ConnectionManager;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -94,16 +94,17 @@ pub async fn apply_to_db(
     dry_run: bool,
 ) -> Result<Removed, sqlx::Error> {
     let mut removed = Removed::default();
-    let partitions: Vec<String> = sqlx::query_scalar(
-        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-         WHERE i.inhparent = 'ad_events'::regclass ORDER BY 1",
+    // Each partition with its month, read back by the database's own naming rule.
+    let partitions: Vec<(String, NaiveDate)> = sqlx::query_as(
+        "SELECT c.relname::text, ad_events_partition_month(c.relname)
+           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'ad_events'::regclass
+            AND ad_events_partition_month(c.relname) IS NOT NULL
+          ORDER BY 1",
     )
     .fetch_all(db)
     .await?;
-    for name in partitions {
-        let Some(month) = partition_month(&name) else {
-            continue;
-        };
+    for (name, month) in partitions {
         if partition_fate(month, cutoffs.raw_events) == PartitionFate::Drop {
             // The name comes from the catalogue and matched the partition pattern.
             let rows: i64 =

@@ -68,16 +68,6 @@ pub fn partition_fate(month: NaiveDate, cutoff: DateTime<Utc>) -> PartitionFate 
     }
 }
 
-/// The month of a partition named `ad_events_yYYYYmMM`.
-pub fn partition_month(name: &str) -> Option<NaiveDate> {
-    let rest = name.strip_prefix("ad_events_y")?;
-    let (year, month) = rest.split_once('m')?;
-    if year.len() != 4 || month.len() != 2 {
-        return None;
-    }
-    NaiveDate::from_ymd_opt(year.parse().ok()?, month.parse().ok()?, 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,21 +117,5 @@ mod tests {
             partition_fate(day("2026-09-01"), first),
             PartitionFate::Keep
         );
-    }
-
-    #[test]
-    fn partition_names_parse_to_their_month() {
-        assert_eq!(
-            partition_month("ad_events_y2026m08"),
-            Some(day("2026-08-01"))
-        );
-        for other in [
-            "ad_events_y2026m13",
-            "ad_events_y26m08",
-            "ad_events",
-            "webtoons",
-        ] {
-            assert_eq!(partition_month(other), None, "{other}");
-        }
     }
 }
