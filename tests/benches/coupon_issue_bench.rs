@@ -61,7 +61,7 @@ fn deps(db: PgPool, dlq: &str) -> anyhow::Result<Deps> {
     Ok(Deps {
         dead_letters: integration_tests::dead_letters(&db, CONSUMER)?.to_topic(dlq),
         db,
-        retry: Retry::seed(),
+        on_failure: adapters::kafka::OnFailure::RetryThenDeadLetter(Retry::seed()),
     })
 }
 

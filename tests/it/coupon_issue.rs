@@ -37,7 +37,7 @@ impl World {
         Ok(Deps {
             dead_letters: integration_tests::dead_letters(&db, CONSUMER)?.to_topic(&self.dlq),
             db,
-            retry,
+            on_failure: adapters::kafka::OnFailure::RetryThenDeadLetter(retry),
         })
     }
 

@@ -1208,7 +1208,9 @@ fn coupon_issue_decides_good_requests_once_and_dead_letters_the_rest_once() {
                 dead_letters: integration_tests::dead_letters(&db.pool, CONSUMER)?
                     .to_topic(&kafka.dlq),
                 db: db.pool.clone(),
-                retry: adapters::kafka::Retry::seed(),
+                on_failure: adapters::kafka::OnFailure::RetryThenDeadLetter(
+                    adapters::kafka::Retry::seed(),
+                ),
             })
         };
         let (one, other) = (deps(&db)?, deps(&db)?);

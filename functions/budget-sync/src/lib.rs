@@ -125,7 +125,7 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
             };
             let recorded = record(deps, &fresh, &plan).await?;
             let flushed = flush_queued(deps).await?;
-            let notified = deps.outbox.flush(NOTIFY_LIMIT).await?.published;
+            let notified = deps.outbox.flush(NOTIFY_LIMIT).await?;
             report(&fresh, &recorded, &corrected_now, &flushed, notified);
             Ok(recorded.rows)
         },

@@ -36,7 +36,9 @@ pub const DEAD_LETTER_TOPIC: &str = "coupon-issue-dlq";
 pub struct Deps {
     pub db: PgPool,
     pub dead_letters: DeadLetters,
-    pub retry: Retry,
+    /// Retry within the invocation, then dead-letter: a coupon request must not stall its
+    /// partition.
+    pub on_failure: OnFailure,
 }
 
 impl Deps {
@@ -48,7 +50,7 @@ impl Deps {
         Ok(Self {
             db: base.db,
             dead_letters: base.dead_letters.to_topic(topic),
-            retry: Retry::seed(),
+            on_failure: OnFailure::RetryThenDeadLetter(Retry::seed()),
         })
     }
 }
@@ -61,7 +63,7 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
         submitted,
         |batch| async move { issue(&deps.db, &batch).await },
         &deps.dead_letters,
-        &OnFailure::RetryThenDeadLetter(deps.retry.clone()),
+        &deps.on_failure,
     )
     .await
 }

@@ -48,12 +48,6 @@ impl Published {
     }
 }
 
-/// What a flush did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Flushed {
-    pub published: usize,
-}
-
 /// One producer's messages to one SNS topic.
 #[derive(Debug, Clone)]
 pub struct Outbox {
@@ -133,8 +127,9 @@ impl Outbox {
     /// flush is publishing are left to it. A message SNS refuses for its own sake is set aside
     /// (`failed_at`, `failure`, logged) rather than holding up the rest. If SNS fails otherwise,
     /// what was published stays marked, the rest is given back, and the error is retryable.
-    pub async fn flush(&self, limit: i64) -> Result<Flushed, WorkerError> {
-        let mut flushed = Flushed::default();
+    /// Returns how many were published.
+    pub async fn flush(&self, limit: i64) -> Result<usize, WorkerError> {
+        let mut published_in_all = 0;
         let mut left = limit;
         while left > 0 {
             let round = left.min(ROUND);
@@ -147,7 +142,7 @@ impl Outbox {
                 let published = self.publish(chunk).await;
                 self.settle(&published.sent, claim, true).await?;
                 self.set_aside(&published.refused, claim).await?;
-                flushed.published += published.sent.len();
+                published_in_all += published.sent.len();
                 if let Some(err) = published.failure {
                     let done: Vec<i64> = published
                         .sent
@@ -169,7 +164,7 @@ impl Outbox {
             }
             left -= round;
         }
-        Ok(flushed)
+        Ok(published_in_all)
     }
 
     async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, WorkerError> {
