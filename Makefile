@@ -6,7 +6,7 @@ STACK := infra/local/stack.sh
 FUNCTIONS := $(notdir $(patsubst %/,%,$(wildcard functions/*/)))
 WITH_STACK = eval "$$($(STACK) env)" &&
 
-.PHONY: up down build lint test unit integration e2e demo bench coldstart redrive clean-stack
+.PHONY: up down build lint sqlx-prepare test unit integration e2e demo bench coldstart redrive clean-stack
 
 up: ## start the local stack (idempotent; installs what is missing)
 	@bash $(STACK) up
@@ -18,14 +18,18 @@ build: up ## release build of every function with cargo lambda; checks glibc <= 
 	@$(WITH_STACK) cargo lambda build --release $(addprefix -p ,$(FUNCTIONS))
 	@bash infra/local/check-glibc.sh $(addsuffix /bootstrap,$(addprefix target/lambda/,$(FUNCTIONS)))
 
-lint: up ## rustfmt, clippy (warnings are errors), cfn-lint, the template contract test, checkov
+lint: up ## rustfmt, clippy (warnings are errors), the SQL query cache, cfn-lint, the template contract test, checkov
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	@$(WITH_STACK) bash infra/local/sqlx.sh check
 	@$(WITH_STACK) sam validate --lint
 	@$(WITH_STACK) python3 infra/template/render.py
 	@$(WITH_STACK) python3 -m unittest infra/template/test_contract.py
 	@# checkov reads CloudFormation, not SAM Globals or Fn::ForEach: it scans the rendered template.
 	@$(WITH_STACK) checkov -f .stack/template.rendered.json --framework cloudformation --compact --quiet --skip-download
+
+sqlx-prepare: up ## after changing a query or a migration: check every query against a fresh database, rewrite .sqlx/
+	@$(WITH_STACK) bash infra/local/sqlx.sh prepare
 
 unit: ## unit tests: no services needed
 	cargo test --workspace --exclude integration-tests --lib --bins --tests --locked

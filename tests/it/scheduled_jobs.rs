@@ -240,7 +240,7 @@ async fn daily_rollup_rolls_up_checks_against_raw_events_and_reruns_to_the_same_
     // Partitions are ready months ahead.
     let ahead = add_months(
         month_of(kst_date(Utc::now())),
-        daily_rollup::PARTITIONS_AHEAD,
+        domain::rollup::PARTITIONS_AHEAD,
     );
     let exists: Option<String> =
         sqlx::query_scalar("SELECT to_regclass(ad_events_partition_name($1))::text")

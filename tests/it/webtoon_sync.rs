@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use integration_tests::{
-    Canned, Fixture, ImageServer, failed_ids, load_event, redelivered, webtoon_deps,
+    Fixture, ImageServer, canned, failed_ids, load_event, redelivered, webtoon_deps,
 };
 use serde_json::Value;
 use webtoon_sync::handle;
@@ -113,9 +113,9 @@ async fn create_update_duplicate_and_poison_in_one_batch() -> anyhow::Result<()>
     assert!(aws.drain("webtoon-update-complete").await?.is_empty());
     // Images already stored for a webtoon are not downloaded again (episode 3 reuses the
     // episode-1 URL); thumbnail.png is fetched once per webtoon that names it.
-    assert_eq!(images.hits("/cover.png"), 1);
-    assert_eq!(images.hits("/episode-1.png"), 1);
-    assert_eq!(images.hits("/thumbnail.png"), 2);
+    assert_eq!(images.hits("/cover.png").await, 1);
+    assert_eq!(images.hits("/episode-1.png").await, 1);
+    assert_eq!(images.hits("/thumbnail.png").await, 2);
     Ok(())
 }
 
@@ -250,15 +250,15 @@ async fn bad_images_are_reported_and_the_webtoon_is_still_saved() -> anyhow::Res
     let mut routes = HashMap::new();
     routes.insert(
         "/thumbnail.png".to_owned(),
-        Canned::png(vec![0_u8; 5 * 1024 * 1024 + 1]),
+        canned::png(vec![0_u8; 5 * 1024 * 1024 + 1]),
     );
     routes.insert(
         "/cover.png".to_owned(),
-        Canned::ok("text/html", b"<html>".to_vec()),
+        canned::ok("text/html", b"<html>".to_vec()),
     );
     routes.insert(
         "/episode-1.png".to_owned(),
-        Canned::redirect("http://169.254.169.254/latest/meta-data/"),
+        canned::redirect("http://169.254.169.254/latest/meta-data/"),
     );
     let f = Fixture::with_images(ImageServer::start(routes).await?).await?; // episode-2.png: 404
     let Fixture { db, aws, .. } = &f;
@@ -302,10 +302,14 @@ async fn loopback_images_are_refused_without_the_allowlist_and_server_errors_ret
     assert!(failed_ids(&handle(create, &strict).await).is_empty());
     let sent = aws.drain("webtoon-create-complete").await?;
     assert_eq!(sent[0]["image_failures"].as_array().map(Vec::len), Some(4));
-    assert_eq!(images.hits("/thumbnail.png"), 0, "no connection was made");
+    assert_eq!(
+        images.hits("/thumbnail.png").await,
+        0,
+        "no connection was made"
+    );
 
     let mut routes = HashMap::new();
-    routes.insert("/thumbnail.png".to_owned(), Canned::status(503));
+    routes.insert("/thumbnail.png".to_owned(), canned::status(503));
     let flaky = ImageServer::start(routes).await?;
     let other = load_event("webtoon-sync-mixed-batch.json", &flaky.base, &aws.prefix)?;
     let good_id = other.records[0].message_id.clone().unwrap_or_default();

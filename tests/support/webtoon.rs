@@ -1,105 +1,67 @@
-//! webtoon-sync's world: an image server with canned responses, sample events and deps.
+//! webtoon-sync's world: an image server with canned responses (wiremock), sample events and
+//! deps.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use aws_lambda_events::event::sqs::SqsEvent;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpListener;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::{TestAws, TestDb, repo_root};
 
-/// A canned HTTP response served by [`ImageServer`].
-#[derive(Clone)]
-pub struct Canned {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
+/// Canned responses for [`ImageServer`] routes.
+pub mod canned {
+    use wiremock::ResponseTemplate;
 
-impl Canned {
-    pub fn png(body: Vec<u8>) -> Self {
-        Self::ok("image/png", body)
+    pub fn png(body: Vec<u8>) -> ResponseTemplate {
+        ok("image/png", body)
     }
 
-    pub fn ok(content_type: &str, body: Vec<u8>) -> Self {
-        Self {
-            status: 200,
-            headers: vec![("Content-Type".into(), content_type.into())],
-            body,
-        }
+    pub fn ok(content_type: &str, body: Vec<u8>) -> ResponseTemplate {
+        ResponseTemplate::new(200).set_body_raw(body, content_type)
     }
 
-    pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            headers: vec![("Content-Type".into(), "text/plain".into())],
-            body: b"no".to_vec(),
-        }
+    pub fn status(status: u16) -> ResponseTemplate {
+        ResponseTemplate::new(status).set_body_raw(b"no".to_vec(), "text/plain")
     }
 
-    pub fn redirect(location: &str) -> Self {
-        Self {
-            status: 302,
-            headers: vec![("Location".into(), location.into())],
-            body: Vec::new(),
-        }
+    pub fn redirect(location: &str) -> ResponseTemplate {
+        ResponseTemplate::new(302).insert_header("Location", location)
     }
 }
 
-/// A minimal HTTP/1.1 server on 127.0.0.1 with fixed responses per path; unknown paths 404.
+/// An HTTP server on 127.0.0.1 (wiremock) with a fixed response per path; unknown paths 404.
 pub struct ImageServer {
     pub base: String,
-    hits: Arc<std::sync::Mutex<Vec<String>>>,
+    server: MockServer,
 }
 
 impl ImageServer {
-    pub async fn start(routes: HashMap<String, Canned>) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let routes = Arc::new(routes);
-        let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let server_hits = Arc::clone(&hits);
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let routes = Arc::clone(&routes);
-                let hits = Arc::clone(&server_hits);
-                tokio::spawn(async move {
-                    let mut buf = vec![0_u8; 8192];
-                    let n = socket.read(&mut buf).await.unwrap_or(0);
-                    let request = String::from_utf8_lossy(&buf[..n]);
-                    let path = request.split_whitespace().nth(1).unwrap_or("/").to_owned();
-                    if let Ok(mut hits) = hits.lock() {
-                        hits.push(path.clone());
-                    }
-                    let canned = routes
-                        .get(&path)
-                        .cloned()
-                        .unwrap_or_else(|| Canned::status(404));
-                    let mut head = format!(
-                        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                        canned.status,
-                        canned.body.len()
-                    );
-                    for (name, value) in &canned.headers {
-                        head.push_str(&format!("{name}: {value}\r\n"));
-                    }
-                    head.push_str("\r\n");
-                    let _ = socket.write_all(head.as_bytes()).await;
-                    let _ = socket.write_all(&canned.body).await;
-                    let _ = socket.shutdown().await;
-                });
-            }
-        });
-        Ok(Self { base, hits })
+    pub async fn start(routes: HashMap<String, ResponseTemplate>) -> anyhow::Result<Self> {
+        let server = MockServer::start().await;
+        for (route, response) in routes {
+            Mock::given(method("GET"))
+                .and(path(route))
+                .respond_with(response)
+                .mount(&server)
+                .await;
+        }
+        Ok(Self {
+            base: server.uri(),
+            server,
+        })
     }
 
-    pub fn hits(&self, path: &str) -> usize {
-        self.hits
-            .lock()
-            .map(|hits| hits.iter().filter(|p| *p == path).count())
-            .unwrap_or(0)
+    /// How many requests asked for `route`.
+    pub async fn hits(&self, route: &str) -> usize {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|request| request.url.path() == route)
+            .count()
     }
 }
 
@@ -112,7 +74,7 @@ pub async fn sample_image_server() -> anyhow::Result<ImageServer> {
         "episode-1.png",
         "episode-2.png",
     ] {
-        routes.insert(format!("/{name}"), Canned::png(sample_png(name)?));
+        routes.insert(format!("/{name}"), canned::png(sample_png(name)?));
     }
     ImageServer::start(routes).await
 }

@@ -182,22 +182,19 @@ pub async fn settle(
     day: NaiveDate,
     counters: &HashMap<i64, i64>,
 ) -> Result<Vec<Item>, sqlx::Error> {
-    let deductions: Vec<(i64, i64, i64)> = sqlx::query_as(
-        // A day's deductions past a bigint of micros (9.2 trillion won) cannot be real: held at
-        // the largest bigint, so the campaign shows as off instead of failing the settlement.
-        "SELECT campaign_id, max(advertiser_id),
-                least(sum(cost_micros), 9223372036854775807)::bigint
-         FROM ad_events
-         WHERE occurred_at >= $1 AND occurred_at < $2
-         GROUP BY campaign_id",
+    let deductions = sqlx::query_file!(
+        "sql/deductions.sql",
+        kst_day_start(day),
+        kst_day_start(add_days(day, 1)),
     )
-    .bind(kst_day_start(day))
-    .bind(kst_day_start(add_days(day, 1)))
     .fetch_all(db)
     .await?;
     let mut spent: HashMap<i64, (i64, i64)> = deductions
         .into_iter()
-        .map(|(campaign, advertiser, micros)| (campaign, (advertiser, micros_to_won(micros))))
+        .map(|d| {
+            let won = micros_to_won(d.cost_micros);
+            (d.campaign_id, (d.advertiser_id, won))
+        })
         .collect();
     // Campaigns with a counter but no events today: their advertiser from `campaigns`.
     let counter_only: Vec<i64> = counters
@@ -205,14 +202,12 @@ pub async fn settle(
         .filter(|c| !spent.contains_key(c))
         .copied()
         .collect();
-    let owners: HashMap<i64, i64> = sqlx::query_as(
-        "SELECT campaign_id, advertiser_id FROM campaigns WHERE campaign_id = ANY($1)",
-    )
-    .bind(&counter_only)
-    .fetch_all(db)
-    .await?
-    .into_iter()
-    .collect();
+    let owners: HashMap<i64, i64> = sqlx::query_file!("sql/owners.sql", &counter_only)
+        .fetch_all(db)
+        .await?
+        .into_iter()
+        .map(|o| (o.campaign_id, o.advertiser_id))
+        .collect();
 
     let mut items: Vec<Item> = counters
         .iter()
@@ -239,52 +234,31 @@ pub async fn settle(
     items.sort_by_key(|i| (i.advertiser_id.is_none(), i.advertiser_id, i.campaign_id));
 
     let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM budget_settlement_items WHERE settle_date = $1")
-        .bind(day)
+    sqlx::query_file!("sql/clear_items.sql", day)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO budget_settlement_items
-             (settle_date, campaign_id, advertiser_id, redis_spent, db_spent, difference, classification)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[],
-                                  $6::bigint[], $7::text[])",
-    )
-    .bind(day)
-    .bind(items.iter().map(|i| i.campaign_id).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.advertiser_id).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.redis_spent).collect::<Vec<_>>())
-    .bind(items.iter().map(|i| i.db_spent).collect::<Vec<_>>())
-    .bind(items.iter().map(Item::difference).collect::<Vec<_>>())
-    .bind(
-        items
+    let column = |value: fn(&Item) -> Option<i64>| items.iter().map(value).collect::<Vec<_>>();
+    sqlx::query_file!(
+        "sql/insert_items.sql",
+        day,
+        &items.iter().map(|i| i.campaign_id).collect::<Vec<_>>(),
+        &column(|i| i.advertiser_id) as &[Option<i64>],
+        &column(|i| i.redis_spent) as &[Option<i64>],
+        &column(|i| i.db_spent) as &[Option<i64>],
+        &items.iter().map(Item::difference).collect::<Vec<_>>(),
+        &items
             .iter()
             .map(|i| i.classification.as_str())
-            .collect::<Vec<_>>(),
+            .collect::<Vec<_>>() as &[&str],
     )
     .execute(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM budget_settlements WHERE settle_date = $1")
-        .bind(day)
+    sqlx::query_file!("sql/clear_settlements.sql", day)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(
-        "INSERT INTO budget_settlements
-             (advertiser_id, settle_date, campaigns, db_spent, redis_spent, difference, matched,
-              redis_over, db_over, missing_in_redis, missing_in_db)
-         SELECT advertiser_id, settle_date, count(*), coalesce(sum(db_spent), 0),
-                coalesce(sum(redis_spent), 0), sum(difference),
-                count(*) FILTER (WHERE classification = 'match'),
-                count(*) FILTER (WHERE classification = 'redis_over'),
-                count(*) FILTER (WHERE classification = 'db_over'),
-                count(*) FILTER (WHERE classification = 'missing_in_redis'),
-                count(*) FILTER (WHERE classification = 'missing_in_db')
-         FROM budget_settlement_items
-         WHERE settle_date = $1 AND advertiser_id IS NOT NULL
-         GROUP BY advertiser_id, settle_date",
-    )
-    .bind(day)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query_file!("sql/insert_settlements.sql", day)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(items)
 }

@@ -80,7 +80,7 @@ pub struct Synced {
 
 fn validate(record: &Record) -> Result<Synced, WorkerError> {
     let produced_at = DateTime::from_timestamp_millis(record.timestamp_ms)
-        .ok_or_else(|| WorkerError::permanent("record timestamp is out of range"))?;
+        .ok_or_else(|| WorkerError::out_of_range("record timestamp is out of range"))?;
     Ok(Synced {
         topic: record.topic.clone(),
         partition: record.partition,

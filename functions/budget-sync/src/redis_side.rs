@@ -161,36 +161,32 @@ pub(crate) struct Flushed {
     pub(crate) queued: usize,
 }
 
-/// A queued correction: row id, topic, partition, offset, produced at, campaign, day, delta.
-pub(crate) type QueuedCorrection = (i64, String, i32, i64, DateTime<Utc>, i64, NaiveDate, i64);
+/// A correction queued while Redis was unreachable (`sql/queued_corrections.sql`).
+struct QueuedCorrection {
+    id: i64,
+    topic: String,
+    partition: i32,
+    offset: i64,
+    produced_at: DateTime<Utc>,
+    campaign_id: i64,
+    spend_date: NaiveDate,
+    correction_delta: i64,
+}
 
 /// Applies what earlier batches queued (corrections while Redis was down, new pauses' status
 /// keys). The rows stay locked (SKIP LOCKED for a concurrent invocation) until they are
 /// marked, and stay queued if Redis fails.
 pub(crate) async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
     let mut tx = deps.db.begin().await.map_err(db::classify)?;
-    let corrections: Vec<QueuedCorrection> = sqlx::query_as(
-        "SELECT id, topic, partition, \"offset\", produced_at, campaign_id, spend_date,
-                correction_delta
-           FROM budget_sync_accuracy
-          WHERE correction = 'pending'
-          ORDER BY id LIMIT $1
-            FOR UPDATE SKIP LOCKED",
-    )
-    .bind(FLUSH_LIMIT)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db::classify)?;
-    let statuses: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT id, campaign_id FROM campaign_pauses
-          WHERE redis_status_at IS NULL
-          ORDER BY id LIMIT $1
-            FOR UPDATE SKIP LOCKED",
-    )
-    .bind(FLUSH_LIMIT)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db::classify)?;
+    let corrections =
+        sqlx::query_file_as!(QueuedCorrection, "sql/queued_corrections.sql", FLUSH_LIMIT)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db::classify)?;
+    let statuses = sqlx::query_file!("sql/queued_statuses.sql", FLUSH_LIMIT)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db::classify)?;
     if corrections.is_empty() && statuses.is_empty() {
         tx.commit().await.map_err(db::classify)?;
         return Ok(Flushed::default());
@@ -198,21 +194,19 @@ pub(crate) async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
 
     let due: Vec<Due<'_>> = corrections
         .iter()
-        .map(
-            |(_, topic, partition, offset, produced_at, campaign_id, spend_date, delta)| Due {
-                campaign_id: *campaign_id,
-                spend_date: *spend_date,
-                delta: *delta,
-                source: Source {
-                    topic,
-                    partition: *partition,
-                    offset: *offset,
-                    timestamp_ms: produced_at.timestamp_millis(),
-                },
+        .map(|c| Due {
+            campaign_id: c.campaign_id,
+            spend_date: c.spend_date,
+            delta: c.correction_delta,
+            source: Source {
+                topic: &c.topic,
+                partition: c.partition,
+                offset: c.offset,
+                timestamp_ms: c.produced_at.timestamp_millis(),
             },
-        )
+        })
         .collect();
-    let paused: Vec<i64> = statuses.iter().map(|s| s.1).collect();
+    let paused: Vec<i64> = statuses.iter().map(|s| s.campaign_id).collect();
     let outcomes = match apply_in_redis(deps, &due, &paused).await {
         Ok(outcomes) => outcomes,
         Err(err) => {
@@ -230,23 +224,18 @@ pub(crate) async fn flush_queued(deps: &Deps) -> Result<Flushed, WorkerError> {
     };
 
     refused(&due, &outcomes);
-    let correction_ids: Vec<i64> = corrections.iter().map(|c| c.0).collect();
+    let correction_ids: Vec<i64> = corrections.iter().map(|c| c.id).collect();
     let states: Vec<&str> = outcomes.iter().map(|o| o.state().as_str()).collect();
-    let status_ids: Vec<i64> = statuses.iter().map(|s| s.0).collect();
-    sqlx::query(
-        "UPDATE budget_sync_accuracy a
-            SET correction = c.state,
-                corrected_at = CASE WHEN c.state = 'applied' THEN now() END
-           FROM unnest($1::bigint[], $2::text[]) AS c(id, state)
-          WHERE a.id = c.id",
+    let status_ids: Vec<i64> = statuses.iter().map(|s| s.id).collect();
+    sqlx::query_file!(
+        "sql/settle_corrections.sql",
+        &correction_ids,
+        &states as &[&str],
     )
-    .bind(&correction_ids)
-    .bind(&states)
     .execute(&mut *tx)
     .await
     .map_err(db::classify)?;
-    sqlx::query("UPDATE campaign_pauses SET redis_status_at = now() WHERE id = ANY($1)")
-        .bind(&status_ids)
+    sqlx::query_file!("sql/statuses_written.sql", &status_ids)
         .execute(&mut *tx)
         .await
         .map_err(db::classify)?;

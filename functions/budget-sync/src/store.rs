@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::WorkerError;
-use domain::budget::{CampaignAction, Correction};
+use domain::budget::Correction;
 use domain::calendar::kst_date;
 use domain::notice::{self, Notice, Pause};
 use sqlx::PgPool;
@@ -27,19 +27,17 @@ pub(crate) async fn not_yet_recorded(
     let topics: Vec<&str> = syncs.iter().map(|s| s.topic.as_str()).collect();
     let partitions: Vec<i32> = syncs.iter().map(|s| s.partition).collect();
     let offsets: Vec<i64> = syncs.iter().map(|s| s.offset).collect();
-    let recorded: HashSet<(String, i32, i64)> = sqlx::query_as(
-        "SELECT a.topic, a.partition, a.\"offset\"
-           FROM budget_sync_accuracy a
-           JOIN unnest($1::text[], $2::int[], $3::bigint[]) AS b(topic, partition, off)
-             ON a.topic = b.topic AND a.partition = b.partition AND a.\"offset\" = b.off",
+    let recorded: HashSet<(String, i32, i64)> = sqlx::query_file!(
+        "sql/recorded.sql",
+        &topics as &[&str],
+        &partitions,
+        &offsets,
     )
-    .bind(&topics)
-    .bind(&partitions)
-    .bind(&offsets)
     .fetch_all(db)
     .await
     .map_err(db::classify)?
     .into_iter()
+    .map(|r| (r.topic, r.partition, r.offset))
     .collect();
     Ok(syncs
         .iter()
@@ -76,97 +74,41 @@ pub(crate) async fn record(
     let difference: Vec<f64> = fresh.iter().map(|s| s.sync.difference_ratio()).collect();
     let deltas: Vec<Option<i64>> = fresh.iter().map(|s| s.sync.correction()).collect();
     let states: Vec<&str> = plan.iter().map(|c| c.as_str()).collect();
-    let pause: Vec<bool> = fresh
-        .iter()
-        .map(|s| s.sync.campaign_action == CampaignAction::PauseIfExceeded)
-        .collect();
-
-    // One statement: the rows; older queued corrections of the same counters superseded (this
-    // batch's messages read the counters later); and the pauses. Only messages recorded now
-    // can pause, so a replay cannot pause a campaign operators resumed since. A pause is for
-    // today's (KST) spend: a late message about an earlier day pauses nothing.
-    let mut tx = deps.db.begin().await.map_err(db::classify)?;
-    let (rows, paused): (i64, Json<Vec<Pause>>) = sqlx::query_as(
-        "WITH batch AS (
-             SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::timestamptz[],
-                                  $5::bigint[], $6::date[], $7::bigint[], $8::bigint[],
-                                  $9::float8[], $10::float8[], $11::float8[], $12::bigint[],
-                                  $13::text[], $14::bool[])
-                 AS b(topic, partition, off, produced_at, campaign_id, spend_date, redis_spent,
-                      db_spent, reported_ratio, accuracy, difference_ratio, correction_delta,
-                      correction, pause)),
-         inserted AS (
-             INSERT INTO budget_sync_accuracy
-                 (topic, partition, \"offset\", produced_at, campaign_id, spend_date,
-                  redis_spent, db_spent, reported_ratio, accuracy, difference_ratio,
-                  correction_delta, correction, corrected_at)
-             SELECT topic, partition, off, produced_at, campaign_id, spend_date, redis_spent,
-                    db_spent, reported_ratio, accuracy, difference_ratio, correction_delta,
-                    correction, CASE WHEN correction = 'applied' THEN now() END
-               FROM batch
-             ON CONFLICT (topic, partition, \"offset\") DO NOTHING
-             RETURNING topic, partition, \"offset\"),
-         superseded AS (
-             UPDATE budget_sync_accuracy a SET correction = 'superseded'
-               FROM (SELECT campaign_id, spend_date, max(produced_at) AS newest
-                       FROM batch GROUP BY campaign_id, spend_date) b
-              WHERE a.correction = 'pending' AND a.campaign_id = b.campaign_id
-                AND a.spend_date = b.spend_date AND a.produced_at <= b.newest),
-         reached AS (
-             SELECT DISTINCT ON (b.campaign_id) b.campaign_id, b.spend_date, b.db_spent
-               FROM batch b
-               JOIN inserted i
-                 ON i.topic = b.topic AND i.partition = b.partition AND i.\"offset\" = b.off
-              WHERE b.pause AND b.spend_date = $15
-              ORDER BY b.campaign_id, b.db_spent DESC),
-         paused AS (
-             UPDATE campaigns c
-                SET status = 'paused', status_reason = 'daily budget reached',
-                    status_changed_at = now()
-               FROM reached r
-              WHERE c.campaign_id = r.campaign_id AND c.status = 'active'
-                AND c.daily_budget IS NOT NULL AND r.db_spent >= c.daily_budget
-             RETURNING c.campaign_id, c.advertiser_id, c.daily_budget, r.spend_date, r.db_spent),
-         pauses AS (
-             INSERT INTO campaign_pauses
-                 (campaign_id, advertiser_id, spend_date, db_spent, daily_budget, notified_at)
-             SELECT campaign_id, advertiser_id, spend_date, db_spent, daily_budget, now()
-               FROM paused
-             ON CONFLICT (campaign_id, spend_date) DO UPDATE SET
-                 advertiser_id = EXCLUDED.advertiser_id, db_spent = EXCLUDED.db_spent,
-                 daily_budget = EXCLUDED.daily_budget, paused_at = now(),
-                 redis_status_at = NULL, notified_at = now()
-             RETURNING campaign_id, advertiser_id, spend_date, db_spent, daily_budget, paused_at)
-         SELECT (SELECT count(*) FROM inserted),
-                (SELECT coalesce(json_agg(p ORDER BY campaign_id), '[]') FROM pauses p)",
-    )
-    .bind(&topics)
-    .bind(&partitions)
-    .bind(&offsets)
-    .bind(&produced)
-    .bind(&campaigns)
-    .bind(&days)
-    .bind(&redis_spent)
-    .bind(&db_spent)
-    .bind(&reported)
-    .bind(&accuracy)
-    .bind(&difference)
-    .bind(&deltas)
-    .bind(&states)
-    .bind(&pause)
     // Today in Seoul by the function's clock, the one the tests and the rules use.
-    .bind(kst_date(Utc::now()))
+    let today = kst_date(Utc::now());
+    let pause: Vec<bool> = fresh.iter().map(|s| s.sync.may_pause(today)).collect();
+
+    // One statement (`sql/record.sql`): the rows, the superseded corrections and the pauses.
+    let mut tx = deps.db.begin().await.map_err(db::classify)?;
+    let recorded = sqlx::query_file!(
+        "sql/record.sql",
+        &topics as &[&str],
+        &partitions,
+        &offsets,
+        &produced,
+        &campaigns,
+        &days,
+        &redis_spent,
+        &db_spent,
+        &reported as &[Option<f64>],
+        &accuracy,
+        &difference,
+        &deltas as &[Option<i64>],
+        &states as &[&str],
+        &pause,
+    )
     .fetch_one(&mut *tx)
     .await
     .map_err(db::classify)?;
     // Announced in the pause's own transaction: a pause and its notification commit together.
     // (`notified_at` is set as the pause is written: the outbox announces it, and a function
     // of the previous release must not announce it again.)
-    let notices: Vec<Notice> = paused.0.iter().map(notice::campaign_paused).collect();
+    let paused = recorded.paused.0;
+    let notices: Vec<Notice> = paused.iter().map(notice::campaign_paused).collect();
     deps.outbox.add(&mut tx, &notices).await?;
     tx.commit().await.map_err(db::classify)?;
     Ok(Written {
-        rows: usize::try_from(rows).unwrap_or_default(),
-        paused: paused.0.len(),
+        rows: usize::try_from(recorded.rows).unwrap_or_default(),
+        paused: paused.len(),
     })
 }

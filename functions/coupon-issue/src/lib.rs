@@ -97,54 +97,35 @@ pub async fn issue(db: &PgPool, batch: &[Submitted]) -> Result<usize, WorkerErro
 
     let mut tx = db.begin().await.map_err(db::classify)?;
     let coupons: HashMap<i64, Coupon> =
-        sqlx::query_as::<_, (i64, bool, i64, DateTime<Utc>, DateTime<Utc>)>(
-            "SELECT id, status = 'active', remaining_stock, valid_from, valid_until
-               FROM coupons WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-        )
-        .bind(&coupon_ids)
+        sqlx::query_file_as!(Coupon, "sql/coupons.sql", &coupon_ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db::classify)?
+            .into_iter()
+            .map(|coupon| (coupon.id, coupon))
+            .collect();
+    let outcomes = sqlx::query_file!("sql/recorded_outcomes.sql", &request_ids as &[&str])
         .fetch_all(&mut *tx)
         .await
         .map_err(db::classify)?
         .into_iter()
-        .map(|(id, active, remaining, valid_from, valid_until)| {
-            let coupon = Coupon {
-                id,
-                active,
-                remaining,
-                valid_from,
-                valid_until,
-            };
-            (id, coupon)
+        .map(|row| match Outcome::parse(&row.outcome) {
+            Some(outcome) => Ok((row.request_id, outcome)),
+            None => Err(WorkerError::retryable(anyhow!(
+                "request {} has an unknown outcome {:?}",
+                row.request_id,
+                row.outcome
+            ))),
         })
-        .collect();
-    let outcomes = sqlx::query_as::<_, (String, String)>(
-        "SELECT request_id, outcome FROM coupon_issue_outcomes WHERE request_id = ANY($1)",
-    )
-    .bind(&request_ids)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db::classify)?
-    .into_iter()
-    .map(|(id, outcome)| match Outcome::parse(&outcome) {
-        Some(outcome) => Ok((id, outcome)),
-        None => Err(WorkerError::retryable(anyhow!(
-            "request {id} has an unknown outcome {outcome:?}"
-        ))),
-    })
-    .collect::<Result<HashMap<_, _>, _>>()?;
-    let grants: HashSet<(i64, i64)> = sqlx::query_as(
-        "SELECT u.coupon_id, u.user_id
-           FROM user_coupons u
-           JOIN unnest($1::bigint[], $2::bigint[]) AS p(coupon_id, user_id)
-             ON u.coupon_id = p.coupon_id AND u.user_id = p.user_id",
-    )
-    .bind(&pair_coupons)
-    .bind(&pair_users)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db::classify)?
-    .into_iter()
-    .collect();
+        .collect::<Result<HashMap<_, _>, _>>()?;
+    let grants: HashSet<(i64, i64)> =
+        sqlx::query_file!("sql/grants.sql", &pair_coupons, &pair_users)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db::classify)?
+            .into_iter()
+            .map(|g| (g.coupon_id, g.user_id))
+            .collect();
 
     let plan = decide(batch, &coupons, &Recorded { outcomes, grants });
     let written = write(&mut tx, &plan).await?;
@@ -183,70 +164,32 @@ async fn write(tx: &mut sqlx::PgConnection, plan: &Plan<'_>) -> Result<Written, 
         columns.partitions.push(s.partition);
         columns.offsets.push(s.offset);
     }
-    // Only what was recorded is granted, and stock moves by what was granted: a request id
-    // recorded meanwhile by another writer takes nothing. The WHERE keeps stock from going
-    // below zero whatever happens; the counts are checked below.
-    let (recorded, issued, granted, taken, outcomes): (
-        i64,
-        i64,
-        i64,
-        i64,
-        Json<HashMap<String, i64>>,
-    ) = sqlx::query_as(
-        "WITH decided AS (
-             SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[],
-                                  $5::text[], $6::text[], $7::text[], $8::int[], $9::bigint[])
-                 AS d(request_id, coupon_id, user_id, requested_at, outcome, reason,
-                      topic, partition, off)),
-         recorded AS (
-             INSERT INTO coupon_issue_outcomes (request_id, coupon_id, user_id, requested_at,
-                                                outcome, reason, topic, partition, \"offset\")
-             SELECT request_id, coupon_id, user_id, requested_at, outcome, reason,
-                    topic, partition, off
-               FROM decided ORDER BY request_id
-             ON CONFLICT (request_id) DO NOTHING
-             RETURNING request_id, coupon_id, user_id, outcome),
-         granted AS (
-             INSERT INTO user_coupons (coupon_id, user_id, request_id)
-             SELECT coupon_id, user_id, request_id FROM recorded WHERE outcome = 'issued'
-             ON CONFLICT DO NOTHING
-             RETURNING coupon_id),
-         per_coupon AS (
-             SELECT coupon_id, count(*) AS n FROM granted GROUP BY coupon_id),
-         taken AS (
-             UPDATE coupons c
-                SET remaining_stock = c.remaining_stock - p.n, updated_at = now()
-               FROM per_coupon p
-              WHERE c.id = p.coupon_id AND c.remaining_stock >= p.n
-             RETURNING p.n)
-         SELECT (SELECT count(*) FROM recorded),
-                (SELECT count(*) FROM recorded WHERE outcome = 'issued'),
-                (SELECT count(*) FROM granted),
-                (SELECT coalesce(sum(n), 0)::bigint FROM taken),
-                (SELECT coalesce(jsonb_object_agg(outcome, n), '{}')
-                   FROM (SELECT outcome, count(*) AS n FROM recorded GROUP BY outcome) o)",
+    let written = sqlx::query_file!(
+        "sql/write.sql",
+        &columns.request_ids as &[&str],
+        &columns.coupons,
+        &columns.users,
+        &columns.requested,
+        &columns.outcomes as &[&str],
+        &columns.reasons as &[Option<&str>],
+        &columns.topics as &[&str],
+        &columns.partitions,
+        &columns.offsets,
     )
-    .bind(&columns.request_ids)
-    .bind(&columns.coupons)
-    .bind(&columns.users)
-    .bind(&columns.requested)
-    .bind(&columns.outcomes)
-    .bind(&columns.reasons)
-    .bind(&columns.topics)
-    .bind(&columns.partitions)
-    .bind(&columns.offsets)
     .fetch_one(&mut *tx)
     .await
     .map_err(db::classify)?;
+    let count = |n: i64| usize::try_from(n).unwrap_or_default();
     let written = Written {
-        recorded: usize::try_from(recorded).unwrap_or_default(),
-        issued: usize::try_from(issued).unwrap_or_default(),
-        granted: usize::try_from(granted).unwrap_or_default(),
-        taken: usize::try_from(taken).unwrap_or_default(),
-        outcomes: outcomes
+        recorded: count(written.recorded),
+        issued: count(written.issued),
+        granted: count(written.granted),
+        taken: count(written.taken),
+        outcomes: written
+            .outcomes
             .0
             .into_iter()
-            .map(|(outcome, n)| (outcome, usize::try_from(n).unwrap_or_default()))
+            .map(|(outcome, n)| (outcome, count(n)))
             .collect(),
     };
     // Under the coupon locks these always agree; if they do not, roll back and retry rather

@@ -12,16 +12,13 @@ use adapters::db;
 use adapters::jobs::{JobRun, Reporter};
 use chrono::{NaiveDate, Utc};
 use domain::WorkerError;
-use domain::calendar::{add_days, add_months, kst_date, kst_day_start, month_of, sub_days};
-use domain::retention::Cutoffs;
-use domain::rollup::{Totals, needs_review};
+use domain::calendar::{add_days, add_months, kst_date, kst_day_start, month_of};
+use domain::rollup::{Review, Totals, needs_review, partitions_to_ensure, raw_events_kept};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 use tracing::{info, instrument, warn};
 
 pub const JOB: &str = "daily-rollup";
-/// Raw-event partitions kept ready this many months past the current one.
-pub const PARTITIONS_AHEAD: u32 = 3;
 /// Review items listed by name in the summary message (all are counted).
 const LISTED_REVIEWS: usize = 50;
 
@@ -92,40 +89,20 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
 pub async fn roll_up(db: &PgPool, day: NaiveDate) -> Result<Rollup, sqlx::Error> {
     let month = month_of(day);
     let today = kst_date(Utc::now());
-    // From the current month on: re-running an old day must not recreate the partitions
-    // retention dropped.
-    let partitions_created: i32 = sqlx::query_scalar("SELECT ensure_ad_event_partitions($1, $2)")
-        .bind(month_of(today))
-        .bind(add_months(month_of(today.max(day)), PARTITIONS_AHEAD))
+    let (first, last) = partitions_to_ensure(day, today);
+    let partitions_created = sqlx::query_file_scalar!("sql/ensure_partitions.sql", first, last)
         .fetch_one(db)
         .await?;
 
     let mut tx = db.begin().await?;
-    sqlx::query("DELETE FROM campaign_daily_stats WHERE stat_date = $1")
-        .bind(day)
+    sqlx::query_file!("sql/clear_daily.sql", day)
         .execute(&mut *tx)
         .await?;
-    let (daily_rows, hourly_rows): (i64, i64) = sqlx::query_as(
-        "WITH rolled AS (
-             INSERT INTO campaign_daily_stats
-                 (campaign_id, stat_date, advertiser_id, impressions, clicks, conversions,
-                  cost_micros, hours)
-             SELECT campaign_id, $1, max(advertiser_id), sum(impressions), sum(clicks),
-                    sum(conversions), sum(cost_micros), count(*)
-             FROM performance_metrics
-             WHERE window_size = '1h' AND window_date = $1
-             GROUP BY campaign_id
-             HAVING greatest(sum(impressions), sum(clicks), sum(conversions), sum(cost_micros))
-                    <= 9223372036854775807
-             RETURNING hours)
-         SELECT count(*), coalesce(sum(hours), 0)::bigint FROM rolled",
-    )
-    .bind(day)
-    .fetch_one(&mut *tx)
-    .await?;
+    let rolled = sqlx::query_file!("sql/roll_up_day.sql", day)
+        .fetch_one(&mut *tx)
+        .await?;
 
-    // Raw events are deleted after 90 days; an older day cannot be checked against them.
-    let raw_checked = kst_day_start(day) >= Cutoffs::for_target(sub_days(today, 1)).raw_events;
+    let raw_checked = raw_events_kept(day, today);
     let (differing, reviews_open, reviews_resolved) = if raw_checked {
         check_against_raw(&mut tx, day).await?
     } else {
@@ -133,33 +110,20 @@ pub async fn roll_up(db: &PgPool, day: NaiveDate) -> Result<Rollup, sqlx::Error>
         (0, 0, 0)
     };
 
-    sqlx::query("DELETE FROM campaign_monthly_stats WHERE month = $1")
-        .bind(month)
+    sqlx::query_file!("sql/clear_monthly.sql", month)
         .execute(&mut *tx)
         .await?;
-    let monthly_rows = sqlx::query(
-        "INSERT INTO campaign_monthly_stats
-             (campaign_id, month, advertiser_id, impressions, clicks, conversions, cost_micros, days)
-         SELECT campaign_id, $1, max(advertiser_id), sum(impressions), sum(clicks),
-                sum(conversions), sum(cost_micros), count(*)
-         FROM campaign_daily_stats
-         WHERE stat_date >= $1 AND stat_date < $2
-         GROUP BY campaign_id
-         HAVING greatest(sum(impressions), sum(clicks), sum(conversions), sum(cost_micros))
-                <= 9223372036854775807",
-    )
-    .bind(month)
-    .bind(add_months(month, 1))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected() as i64;
+    let monthly_rows = sqlx::query_file!("sql/roll_up_month.sql", month, add_months(month, 1))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i64;
     let overflowing = review_overflows(&mut tx, day).await?;
     tx.commit().await?;
 
     let rollup = Rollup {
         partitions_created: i64::from(partitions_created),
-        hourly_rows,
-        daily_rows,
+        hourly_rows: rolled.hourly_rows,
+        daily_rows: rolled.daily_rows,
         monthly_rows,
         differing,
         overflowing,
@@ -177,56 +141,33 @@ async fn check_against_raw(
     tx: &mut Transaction<'_, Postgres>,
     day: NaiveDate,
 ) -> Result<(i64, i64, i64), sqlx::Error> {
-    type Row = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
     // Only campaigns that differ at all come back; usually none do.
-    let rows: Vec<Row> = sqlx::query_as(
-        "WITH raw AS (
-             SELECT campaign_id, max(advertiser_id) AS advertiser_id,
-                    count(*) FILTER (WHERE event_type = 'impression') AS impressions,
-                    count(*) FILTER (WHERE event_type = 'click') AS clicks,
-                    count(*) FILTER (WHERE event_type = 'conversion') AS conversions,
-                    least(sum(cost_micros), 9223372036854775807)::bigint AS cost_micros
-             FROM ad_events
-             WHERE occurred_at >= $2 AND occurred_at < $3
-             GROUP BY campaign_id),
-         daily AS (SELECT * FROM campaign_daily_stats WHERE stat_date = $1),
-         joined AS (
-             SELECT coalesce(d.campaign_id, r.campaign_id) AS campaign_id,
-                    coalesce(d.advertiser_id, r.advertiser_id) AS advertiser_id,
-                    coalesce(d.impressions, 0) AS d_impressions, coalesce(d.clicks, 0) AS d_clicks,
-                    coalesce(d.conversions, 0) AS d_conversions,
-                    coalesce(d.cost_micros, 0) AS d_cost,
-                    coalesce(r.impressions, 0) AS r_impressions, coalesce(r.clicks, 0) AS r_clicks,
-                    coalesce(r.conversions, 0) AS r_conversions,
-                    coalesce(r.cost_micros, 0) AS r_cost
-             FROM daily d FULL JOIN raw r ON r.campaign_id = d.campaign_id)
-         SELECT * FROM joined
-         WHERE (d_impressions, d_clicks, d_conversions, d_cost)
-               <> (r_impressions, r_clicks, r_conversions, r_cost)",
+    let rows = sqlx::query_file!(
+        "sql/compare_with_raw.sql",
+        day,
+        kst_day_start(day),
+        kst_day_start(add_days(day, 1)),
     )
-    .bind(day)
-    .bind(kst_day_start(day))
-    .bind(kst_day_start(add_days(day, 1)))
     .fetch_all(&mut **tx)
     .await?;
 
     let mut reviews = ReviewColumns::default();
-    for (campaign, advertiser, di, dc, dv, dm, ri, rc, rv, rm) in &rows {
+    for row in &rows {
         let rolled_up = Totals {
-            impressions: *di,
-            clicks: *dc,
-            conversions: *dv,
-            cost_micros: *dm,
+            impressions: row.d_impressions,
+            clicks: row.d_clicks,
+            conversions: row.d_conversions,
+            cost_micros: row.d_cost,
         };
         let raw = Totals {
-            impressions: *ri,
-            clicks: *rc,
-            conversions: *rv,
-            cost_micros: *rm,
+            impressions: row.r_impressions,
+            clicks: row.r_clicks,
+            conversions: row.r_conversions,
+            cost_micros: row.r_cost,
         };
         if let Some(difference) = needs_review(&rolled_up, &raw) {
-            reviews.campaign.push(*campaign);
-            reviews.advertiser.push(*advertiser);
+            reviews.campaign.push(row.campaign_id);
+            reviews.advertiser.push(row.advertiser_id);
             reviews.metric.push(difference.metric.to_owned());
             reviews.rolled_up.push(difference.rolled_up);
             reviews.raw.push(difference.raw);
@@ -234,34 +175,22 @@ async fn check_against_raw(
         }
     }
 
-    sqlx::query(
-        "INSERT INTO rollup_reviews
-             (stat_date, campaign_id, advertiser_id, metric, rolled_up, raw, difference_ratio)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::bigint[], $4::text[], $5::bigint[],
-                                  $6::bigint[], $7::float8[])
-         ON CONFLICT (stat_date, campaign_id) DO UPDATE SET
-             advertiser_id = EXCLUDED.advertiser_id, metric = EXCLUDED.metric,
-             rolled_up = EXCLUDED.rolled_up, raw = EXCLUDED.raw,
-             difference_ratio = EXCLUDED.difference_ratio, status = 'open'",
+    sqlx::query_file!(
+        "sql/open_reviews.sql",
+        day,
+        &reviews.campaign,
+        &reviews.advertiser,
+        &reviews.metric,
+        &reviews.rolled_up,
+        &reviews.raw,
+        &reviews.ratio,
     )
-    .bind(day)
-    .bind(&reviews.campaign)
-    .bind(&reviews.advertiser)
-    .bind(&reviews.metric)
-    .bind(&reviews.rolled_up)
-    .bind(&reviews.raw)
-    .bind(&reviews.ratio)
     .execute(&mut **tx)
     .await?;
-    let resolved = sqlx::query(
-        "UPDATE rollup_reviews SET status = 'resolved'
-         WHERE stat_date = $1 AND status = 'open' AND campaign_id <> ALL($2)",
-    )
-    .bind(day)
-    .bind(&reviews.campaign)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected() as i64;
+    let resolved = sqlx::query_file!("sql/resolve_reviews.sql", day, &reviews.campaign)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected() as i64;
     Ok((rows.len() as i64, reviews.campaign.len() as i64, resolved))
 }
 
@@ -274,48 +203,11 @@ async fn review_overflows(
     day: NaiveDate,
 ) -> Result<i64, sqlx::Error> {
     let month = month_of(day);
-    let overflowing = sqlx::query(
-        "WITH sums AS (
-             SELECT campaign_id, max(advertiser_id) AS advertiser_id, 'day' AS period,
-                    sum(impressions) AS impressions, sum(clicks) AS clicks,
-                    sum(conversions) AS conversions, sum(cost_micros) AS cost_micros
-               FROM performance_metrics
-              WHERE window_size = '1h' AND window_date = $1
-              GROUP BY campaign_id
-             UNION ALL
-             SELECT campaign_id, max(advertiser_id), 'month', sum(impressions), sum(clicks),
-                    sum(conversions), sum(cost_micros)
-               FROM campaign_daily_stats
-              WHERE stat_date >= $2 AND stat_date < $3
-              GROUP BY campaign_id),
-         over AS (
-             SELECT DISTINCT ON (campaign_id) campaign_id, advertiser_id,
-                    format('%s: the %s sums past bigint',
-                           CASE WHEN impressions > 9223372036854775807 THEN 'impressions'
-                                WHEN clicks > 9223372036854775807 THEN 'clicks'
-                                WHEN conversions > 9223372036854775807 THEN 'conversions'
-                                ELSE 'cost_micros' END,
-                           period) AS metric
-               FROM sums
-              WHERE greatest(impressions, clicks, conversions, cost_micros) > 9223372036854775807
-              ORDER BY campaign_id, period)
-         INSERT INTO rollup_reviews
-             (stat_date, campaign_id, advertiser_id, metric, rolled_up, raw, difference_ratio)
-         SELECT $1, campaign_id, advertiser_id, metric, 0, 0, 1.0 FROM over
-         ON CONFLICT (stat_date, campaign_id) DO UPDATE SET
-             advertiser_id = EXCLUDED.advertiser_id, metric = EXCLUDED.metric,
-             rolled_up = EXCLUDED.rolled_up, raw = EXCLUDED.raw,
-             difference_ratio = EXCLUDED.difference_ratio, status = 'open',
-             -- A new finding about the campaign's day: announced even if the raw check's was.
-             notified_at = CASE WHEN rollup_reviews.metric = EXCLUDED.metric
-                                THEN rollup_reviews.notified_at END",
-    )
-    .bind(day)
-    .bind(month)
-    .bind(add_months(month, 1))
-    .execute(&mut **tx)
-    .await?
-    .rows_affected() as i64;
+    let overflowing =
+        sqlx::query_file!("sql/review_overflows.sql", day, month, add_months(month, 1))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected() as i64;
     if overflowing > 0 {
         warn!(%day, overflowing, "campaigns whose sums pass bigint left out of the rollup");
     }
@@ -335,26 +227,17 @@ struct ReviewColumns {
 /// Open review items the operators have not been told about, of any day (a failed
 /// notification is caught up by the next run), largest difference first.
 async fn unnotified_reviews(db: &PgPool) -> Result<Vec<((NaiveDate, i64), Value)>, sqlx::Error> {
-    let rows: Vec<(NaiveDate, i64, i64, String, i64, i64, f64)> = sqlx::query_as(
-        "SELECT stat_date, campaign_id, advertiser_id, metric, rolled_up, raw, difference_ratio
-         FROM rollup_reviews
-         WHERE notified_at IS NULL AND status = 'open'
-         ORDER BY difference_ratio DESC, stat_date, campaign_id",
-    )
-    .fetch_all(db)
-    .await?;
+    let rows = sqlx::query_file_as!(Review, "sql/unnotified_reviews.sql")
+        .fetch_all(db)
+        .await?;
     Ok(rows
         .into_iter()
-        .map(
-            |(date, campaign, advertiser, metric, rolled_up, raw, ratio)| {
-                let item = json!({
-                    "date": date, "campaign_id": campaign, "advertiser_id": advertiser,
-                    "metric": metric, "rolled_up": rolled_up, "raw": raw,
-                    "difference_pct": (ratio * 1000.0).round() / 10.0,
-                });
-                ((date, campaign), item)
-            },
-        )
+        .map(|review| {
+            (
+                (review.stat_date, review.campaign_id),
+                review.summary_item(),
+            )
+        })
         .collect())
 }
 
@@ -364,15 +247,8 @@ async fn mark_notified(
 ) -> Result<(), sqlx::Error> {
     let (dates, campaigns): (Vec<NaiveDate>, Vec<i64>) =
         reviews.iter().map(|(key, _)| *key).unzip();
-    sqlx::query(
-        "UPDATE rollup_reviews r SET notified_at = now()
-         FROM UNNEST($1::date[], $2::bigint[]) AS n(stat_date, campaign_id)
-         WHERE r.stat_date = n.stat_date AND r.campaign_id = n.campaign_id
-           AND r.notified_at IS NULL",
-    )
-    .bind(&dates)
-    .bind(&campaigns)
-    .execute(db)
-    .await?;
+    sqlx::query_file!("sql/mark_notified.sql", &dates, &campaigns)
+        .execute(db)
+        .await?;
     Ok(())
 }

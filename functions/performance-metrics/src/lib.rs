@@ -42,21 +42,12 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
     .await
 }
 
-/// The multi-row insert, without and with the conflict clause.
-macro_rules! insert_windows {
-    ($tail:literal) => {
-        concat!(
-            "INSERT INTO performance_metrics (campaign_id, advertiser_id, window_size, window_start,
-                 window_date, impressions, clicks, conversions, cost_micros)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[],
-                 $5::date[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])",
-            $tail
-        )
-    };
+/// Which of the two insert statements.
+#[derive(Clone, Copy)]
+enum Insert {
+    New,
+    SkippingKnown,
 }
-const INSERT_NEW: &str = insert_windows!("");
-const INSERT_SKIPPING_KNOWN: &str =
-    insert_windows!(" ON CONFLICT (campaign_id, window_size, window_start) DO NOTHING");
 
 /// Inserts the windows set-based; returns how many were new.
 ///
@@ -69,9 +60,9 @@ pub async fn store(db: &PgPool, windows: &[MetricWindow]) -> Result<usize, Worke
     if windows.is_empty() {
         return Ok(0);
     }
-    match insert(db, INSERT_NEW, &windows).await {
+    match insert(db, Insert::New, &windows).await {
         Err(sqlx::Error::Database(err)) if err.is_unique_violation() => {
-            insert(db, INSERT_SKIPPING_KNOWN, &windows).await
+            insert(db, Insert::SkippingKnown, &windows).await
         }
         other => other,
     }
@@ -87,26 +78,51 @@ fn first_of_each(windows: &[MetricWindow]) -> Vec<&MetricWindow> {
 
 async fn insert(
     db: &PgPool,
-    sql: &'static str,
+    statement: Insert,
     windows: &[&MetricWindow],
 ) -> Result<u64, sqlx::Error> {
     let column = |f: fn(&MetricWindow) -> i64| windows.iter().map(|w| f(w)).collect::<Vec<i64>>();
+    let (campaigns, advertisers) = (column(|w| w.campaign_id), column(|w| w.advertiser_id));
     let sizes: Vec<&str> = windows.iter().map(|w| w.window_size.as_str()).collect();
     let starts: Vec<_> = windows.iter().map(|w| w.window_start).collect();
     let dates: Vec<_> = windows.iter().map(|w| w.window_date).collect();
-    Ok(sqlx::query(sql)
-        .bind(column(|w| w.campaign_id))
-        .bind(column(|w| w.advertiser_id))
-        .bind(&sizes)
-        .bind(&starts)
-        .bind(&dates)
-        .bind(column(|w| w.impressions))
-        .bind(column(|w| w.clicks))
-        .bind(column(|w| w.conversions))
-        .bind(column(|w| w.cost_micros))
-        .execute(db)
-        .await?
-        .rows_affected())
+    let (impressions, clicks) = (column(|w| w.impressions), column(|w| w.clicks));
+    let (conversions, cost) = (column(|w| w.conversions), column(|w| w.cost_micros));
+    let done = match statement {
+        Insert::New => {
+            sqlx::query_file!(
+                "sql/insert_new.sql",
+                &campaigns,
+                &advertisers,
+                &sizes as &[&str],
+                &starts,
+                &dates,
+                &impressions,
+                &clicks,
+                &conversions,
+                &cost,
+            )
+            .execute(db)
+            .await?
+        }
+        Insert::SkippingKnown => {
+            sqlx::query_file!(
+                "sql/insert_skipping_known.sql",
+                &campaigns,
+                &advertisers,
+                &sizes as &[&str],
+                &starts,
+                &dates,
+                &impressions,
+                &clicks,
+                &conversions,
+                &cost,
+            )
+            .execute(db)
+            .await?
+        }
+    };
+    Ok(done.rows_affected())
 }
 
 #[cfg(test)]

@@ -76,18 +76,19 @@ async fn store(
         return Ok(0);
     }
     let mut tx = deps.db.begin().await.map_err(db::classify)?;
-    // Locked in campaign order, so two invocations sharing campaigns cannot deadlock.
-    let stored: HashMap<i64, Stored> = sqlx::query_as::<_, (i64, f64, DateTime<Utc>)>(
-        "SELECT campaign_id, score, computed_at FROM quality_scores
-          WHERE campaign_id = ANY($1) ORDER BY campaign_id FOR UPDATE",
-    )
-    .bind(campaigns)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(db::classify)?
-    .into_iter()
-    .map(|(id, score, computed_at)| (id, Stored { score, computed_at }))
-    .collect();
+    let stored: HashMap<i64, Stored> = sqlx::query_file!("sql/stored.sql", campaigns)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db::classify)?
+        .into_iter()
+        .map(|row| {
+            let stored = Stored {
+                score: row.score,
+                computed_at: row.computed_at,
+            };
+            (row.campaign_id, stored)
+        })
+        .collect();
 
     let mut by_campaign: HashMap<i64, Vec<&ScoreUpdate>> = HashMap::new();
     for update in updates {
@@ -116,34 +117,15 @@ async fn store(
     let scores: Vec<f64> = changes.iter().map(|c| c.score).collect();
     let computed: Vec<DateTime<Utc>> = changes.iter().map(|c| c.computed_at).collect();
     let sharp: Vec<bool> = changes.iter().map(|c| c.sharp_drop).collect();
-    sqlx::query(
-        "WITH changes AS (
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::float8[],
-                                  $5::timestamptz[], $6::bool[])
-                 WITH ORDINALITY AS c(campaign_id, advertiser_id, previous_score, score,
-                                      computed_at, sharp_drop, n)),
-         history AS (
-             INSERT INTO quality_score_history (campaign_id, advertiser_id, previous_score,
-                                                score, computed_at, sharp_drop, notified_at)
-             -- A drop is handed to the outbox in this transaction: flagged, so a function of
-             -- the previous release does not announce it again.
-             SELECT campaign_id, advertiser_id, previous_score, score, computed_at, sharp_drop,
-                    CASE WHEN sharp_drop THEN now() END
-               FROM changes ORDER BY n
-             ON CONFLICT (campaign_id, computed_at) DO NOTHING)
-         INSERT INTO quality_scores (campaign_id, advertiser_id, score, computed_at)
-         SELECT DISTINCT ON (campaign_id) campaign_id, advertiser_id, score, computed_at
-           FROM changes ORDER BY campaign_id, n DESC
-         ON CONFLICT (campaign_id) DO UPDATE SET
-             advertiser_id = EXCLUDED.advertiser_id, score = EXCLUDED.score,
-             computed_at = EXCLUDED.computed_at, updated_at = now()",
+    sqlx::query_file!(
+        "sql/write.sql",
+        &ids,
+        &advertisers,
+        &previous as &[Option<f64>],
+        &scores,
+        &computed,
+        &sharp,
     )
-    .bind(&ids)
-    .bind(&advertisers)
-    .bind(&previous)
-    .bind(&scores)
-    .bind(&computed)
-    .bind(&sharp)
     .execute(&mut *tx)
     .await
     .map_err(db::classify)?;

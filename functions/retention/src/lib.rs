@@ -17,7 +17,7 @@
 use adapters::bootstrap::ScheduledJob;
 use adapters::jobs::{JobRun, Reporter};
 use adapters::{config, db};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use domain::WorkerError;
 use domain::budget::parse_counter_key;
 use domain::calendar::{kst_date, kst_day_start, month_of};
@@ -94,19 +94,14 @@ pub async fn apply_to_db(
     dry_run: bool,
 ) -> Result<Removed, sqlx::Error> {
     let mut removed = Removed::default();
-    // Each partition with its month, read back by the database's own naming rule.
-    let partitions: Vec<(String, NaiveDate)> = sqlx::query_as(
-        "SELECT c.relname::text, ad_events_partition_month(c.relname)
-           FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-          WHERE i.inhparent = 'ad_events'::regclass
-            AND ad_events_partition_month(c.relname) IS NOT NULL
-          ORDER BY 1",
-    )
-    .fetch_all(db)
-    .await?;
-    for (name, month) in partitions {
-        if partition_fate(month, cutoffs.raw_events) == PartitionFate::Drop {
-            // The name comes from the catalogue and matched the partition pattern.
+    let partitions = sqlx::query_file!("sql/partitions.sql")
+        .fetch_all(db)
+        .await?;
+    for partition in partitions {
+        let name = partition.name;
+        if partition_fate(partition.month, cutoffs.raw_events) == PartitionFate::Drop {
+            // Dynamic SQL, as a table's name cannot be a parameter: the name comes from the
+            // catalogue and matched the partition naming rule.
             let rows: i64 =
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {name}")))
                     .fetch_one(db)
@@ -122,60 +117,25 @@ pub async fn apply_to_db(
     }
     // What is left before the cut-off is in the partition straddling it, from its month's start.
     let straddling = kst_day_start(month_of(kst_date(cutoffs.raw_events)));
-    removed.raw_events_deleted += count_or_delete(
-        db,
-        dry_run,
-        "ad_events WHERE occurred_at < $1 AND occurred_at >= $2",
-        &[
-            Bound::Instant(cutoffs.raw_events),
-            Bound::Instant(straddling),
-        ],
+    removed.raw_events_deleted += sqlx::query_file_scalar!(
+        "sql/delete_raw_events.sql",
+        cutoffs.raw_events,
+        straddling,
+        dry_run
     )
+    .fetch_one(db)
     .await?;
     removed.pseudonymised = pseudonymise(db, cutoffs, dry_run).await?;
-    removed.hourly_deleted = count_or_delete(
-        db,
-        dry_run,
-        "performance_metrics WHERE window_date < $1",
-        &[Bound::Day(cutoffs.hourly)],
-    )
-    .await?;
-    removed.daily_deleted = count_or_delete(
-        db,
-        dry_run,
-        "campaign_daily_stats WHERE stat_date < $1",
-        &[Bound::Day(cutoffs.daily)],
-    )
-    .await?;
+    removed.hourly_deleted =
+        sqlx::query_file_scalar!("sql/delete_hourly.sql", cutoffs.hourly, dry_run)
+            .fetch_one(db)
+            .await?;
+    removed.daily_deleted =
+        sqlx::query_file_scalar!("sql/delete_daily.sql", cutoffs.daily, dry_run)
+            .fetch_one(db)
+            .await?;
     info!(?removed, dry_run, "database retention applied");
     Ok(removed)
-}
-
-enum Bound {
-    Instant(DateTime<Utc>),
-    Day(NaiveDate),
-}
-
-/// `DELETE FROM <rows>`, or when dry, `SELECT count(*) FROM <rows>`, with `$1`, `$2`... bound.
-async fn count_or_delete(
-    db: &PgPool,
-    dry_run: bool,
-    rows: &'static str,
-    bounds: &[Bound],
-) -> Result<i64, sqlx::Error> {
-    let sql = if dry_run {
-        format!("SELECT count(*) FROM {rows}")
-    } else {
-        format!("WITH gone AS (DELETE FROM {rows} RETURNING 1) SELECT count(*) FROM gone")
-    };
-    let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql));
-    for bound in bounds {
-        query = match bound {
-            Bound::Instant(at) => query.bind(*at),
-            Bound::Day(day) => query.bind(*day),
-        };
-    }
-    query.fetch_one(db).await
 }
 
 /// Pseudonymises raw events from where the last run stopped (at the earliest, the raw-event
@@ -184,46 +144,25 @@ async fn count_or_delete(
 async fn pseudonymise(db: &PgPool, cutoffs: &Cutoffs, dry_run: bool) -> Result<i64, sqlx::Error> {
     let cutoff = cutoffs.pseudonymise;
     let mut tx = db.begin().await?;
-    let from: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT upto FROM retention_progress WHERE name = $1 FOR UPDATE")
-            .bind(PSEUDONYMISED)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let from = sqlx::query_file_scalar!("sql/pseudonymised_upto.sql", PSEUDONYMISED)
+        .fetch_optional(&mut *tx)
+        .await?;
     let from = from.map_or(cutoffs.raw_events, |mark| mark.max(cutoffs.raw_events));
     if from >= cutoff {
         return Ok(0);
     }
     if dry_run {
-        return sqlx::query_scalar(
-            "SELECT count(*) FROM ad_events
-             WHERE occurred_at >= $1 AND occurred_at < $2 AND anonymised_at IS NULL",
-        )
-        .bind(from)
-        .bind(cutoff)
-        .fetch_one(&mut *tx)
-        .await;
+        return sqlx::query_file_scalar!("sql/count_pseudonymisable.sql", from, cutoff)
+            .fetch_one(&mut *tx)
+            .await;
     }
-    let changed = sqlx::query(
-        "UPDATE ad_events SET
-             device_id = encode(sha256($3 || convert_to(device_id, 'UTF8')), 'hex'),
-             ip = network(set_masklen(ip, CASE family(ip) WHEN 4 THEN 24 ELSE 48 END))::inet,
-             anonymised_at = now()
-         WHERE occurred_at >= $1 AND occurred_at < $2 AND anonymised_at IS NULL",
-    )
-    .bind(from)
-    .bind(cutoff)
-    .bind(run_salt())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected() as i64;
-    sqlx::query(
-        "INSERT INTO retention_progress (name, upto) VALUES ($1, $2)
-         ON CONFLICT (name) DO UPDATE SET upto = EXCLUDED.upto",
-    )
-    .bind(PSEUDONYMISED)
-    .bind(cutoff)
-    .execute(&mut *tx)
-    .await?;
+    let changed = sqlx::query_file!("sql/pseudonymise.sql", from, cutoff, run_salt())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected() as i64;
+    sqlx::query_file!("sql/pseudonymised_mark.sql", PSEUDONYMISED, cutoff)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(changed)
 }

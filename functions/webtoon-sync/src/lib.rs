@@ -94,12 +94,12 @@ fn decode(message: &SqsMessage) -> Result<Decoded<WebtoonRequest>, WorkerError> 
         .map(aws::arn_resource)
         .unwrap_or_default();
     let kind = RequestKind::from_queue_name(queue).ok_or_else(|| {
-        WorkerError::permanent(format_args!("message from unexpected queue {queue:?}"))
+        WorkerError::inconsistent(format_args!("message from unexpected queue {queue:?}"))
     })?;
     let body = message
         .body
         .as_deref()
-        .ok_or_else(|| WorkerError::permanent("message has no body"))?;
+        .ok_or_else(|| WorkerError::missing("message has no body"))?;
     let request = parse_request(kind, body, chrono::Utc::now())?;
     Ok(Decoded {
         group: request.key.to_string(),
@@ -241,7 +241,7 @@ mod tests {
         assert!(
             results[1..]
                 .iter()
-                .all(|r| matches!(r, Err(WorkerError::Permanent(_))))
+                .all(|r| matches!(r, Err(WorkerError::Rejected(_))))
         );
     }
 
@@ -250,12 +250,12 @@ mod tests {
         let mut message = sample("webtoon-sync-create.json").records.remove(0);
         message.event_source_arn = Some("arn:aws:sqs:ap-northeast-2:123456789012:other".into());
         assert!(
-            matches!(decode(&message), Err(WorkerError::Permanent(r)) if r.contains("unexpected queue"))
+            matches!(decode(&message), Err(WorkerError::Rejected(r)) if r.reason().contains("unexpected queue"))
         );
         let mut message = sample("webtoon-sync-create.json").records.remove(0);
         message.body = None;
         assert!(
-            matches!(decode(&message), Err(WorkerError::Permanent(r)) if r.contains("no body"))
+            matches!(decode(&message), Err(WorkerError::Rejected(r)) if r.reason().contains("no body"))
         );
     }
 }

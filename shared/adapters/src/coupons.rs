@@ -18,27 +18,20 @@ pub struct Answer {
     pub decided_at: DateTime<Utc>,
 }
 
-/// coupon, user, outcome, reason, decided_at.
-type AnswerRow = (i64, i64, String, Option<String>, DateTime<Utc>);
-
 /// The recorded outcome of a request, if it has been decided.
 pub async fn lookup(db: &PgPool, request_id: &str) -> anyhow::Result<Option<Answer>> {
-    let row: Option<AnswerRow> = sqlx::query_as(
-        "SELECT coupon_id, user_id, outcome, reason, decided_at
-           FROM coupon_issue_outcomes WHERE request_id = $1",
-    )
-    .bind(request_id)
-    .fetch_optional(db)
-    .await?;
-    row.map(|(coupon_id, user_id, outcome, reason, decided_at)| {
+    let row = sqlx::query_file!("sql/coupon_outcome.sql", request_id)
+        .fetch_optional(db)
+        .await?;
+    row.map(|row| {
         Ok(Answer {
             request_id: request_id.to_owned(),
-            coupon_id,
-            user_id,
-            outcome: Outcome::parse(&outcome)
-                .ok_or_else(|| anyhow!("unknown outcome {outcome:?}"))?,
-            reason,
-            decided_at,
+            coupon_id: row.coupon_id,
+            user_id: row.user_id,
+            outcome: Outcome::parse(&row.outcome)
+                .ok_or_else(|| anyhow!("unknown outcome {:?}", row.outcome))?,
+            reason: row.reason,
+            decided_at: row.decided_at,
         })
     })
     .transpose()

@@ -4,6 +4,7 @@
 use anyhow::Context as _;
 use aws_config::SdkConfig;
 use domain::WorkerError;
+use domain::error::{Flaw, Rejection};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -84,7 +85,8 @@ pub fn classify(err: sqlx::Error) -> WorkerError {
         && let Some(code) = db.code()
         && (code.starts_with("22") || code.starts_with("23"))
     {
-        return WorkerError::permanent(format_args!("database rejected the record: {db}"));
+        let reason = format!("database rejected the record: {db}");
+        return WorkerError::Rejected(Rejection::new(Flaw::RefusedByStore, reason).caused_by(err));
     }
     WorkerError::retryable(anyhow::Error::new(err).context("database"))
 }

@@ -59,15 +59,14 @@ impl JobRun {
         }
         summary["details"] = details;
 
-        sqlx::query(
-            "INSERT INTO job_runs (job, target_date, dry_run, started_at, summary)
-             VALUES ($1, $2, $3, $4, $5)",
+        sqlx::query_file!(
+            "sql/job_run.sql",
+            self.job,
+            self.target_date,
+            self.dry_run,
+            self.started_at,
+            summary,
         )
-        .bind(self.job)
-        .bind(self.target_date)
-        .bind(self.dry_run)
-        .bind(self.started_at)
-        .bind(&summary)
         .execute(&reporter.db)
         .await
         .map_err(crate::db::classify)?;

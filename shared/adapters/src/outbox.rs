@@ -57,8 +57,16 @@ pub struct Outbox {
     topic_arn: String,
 }
 
-/// A claimed row: id, dedup key, subject, body, attributes, the claim's time.
-type Claimed = (i64, String, String, Value, Value, DateTime<Utc>);
+/// A claimed row (`sql/outbox/claim.sql`).
+struct Claimed {
+    id: i64,
+    dedup_key: String,
+    subject: String,
+    body: Value,
+    attributes: Value,
+    /// The claim's time: its token.
+    claimed_at: DateTime<Utc>,
+}
 
 impl Outbox {
     /// `producer` names the function that owns the messages (only it publishes them).
@@ -105,16 +113,14 @@ impl Outbox {
                 Value::Object(map)
             })
             .collect();
-        let added = sqlx::query(
-            "INSERT INTO outbox (producer, dedup_key, subject, body, attributes)
-             SELECT $1, m.* FROM unnest($2::text[], $3::text[], $4::jsonb[], $5::jsonb[]) AS m
-             ON CONFLICT (producer, dedup_key) DO NOTHING",
+        let added = sqlx::query_file!(
+            "sql/outbox/add.sql",
+            self.producer,
+            &keys as &[&str],
+            &subjects as &[&str],
+            &bodies,
+            &attributes,
         )
-        .bind(&self.producer)
-        .bind(&keys)
-        .bind(&subjects)
-        .bind(&bodies)
-        .bind(&attributes)
         .execute(&mut *tx)
         .await
         .map_err(classify)?
@@ -135,7 +141,7 @@ impl Outbox {
             let round = left.min(ROUND);
             let claimed = self.claim(round).await?;
             // One statement, one now(): the claim's time is its token.
-            let Some(claim) = claimed.first().map(|c| c.5) else {
+            let Some(claim) = claimed.first().map(|c| c.claimed_at) else {
                 break;
             };
             for chunk in claimed.chunks(BATCH) {
@@ -152,7 +158,7 @@ impl Outbox {
                         .collect();
                     let unsent: Vec<i64> = claimed
                         .iter()
-                        .map(|c| c.0)
+                        .map(|c| c.id)
                         .filter(|id| !done.contains(id))
                         .collect();
                     self.settle(&unsent, claim, false).await?;
@@ -168,19 +174,13 @@ impl Outbox {
     }
 
     async fn claim(&self, limit: i64) -> Result<Vec<Claimed>, WorkerError> {
-        sqlx::query_as(
-            "UPDATE outbox o SET claimed_at = now()
-               FROM (SELECT id FROM outbox
-                      WHERE producer = $1 AND sent_at IS NULL AND failed_at IS NULL
-                        AND (claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $3))
-                      ORDER BY id LIMIT $2
-                        FOR UPDATE SKIP LOCKED) AS due
-              WHERE o.id = due.id
-             RETURNING o.id, o.dedup_key, o.subject, o.body, o.attributes, o.claimed_at",
+        sqlx::query_file_as!(
+            Claimed,
+            "sql/outbox/claim.sql",
+            self.producer,
+            limit,
+            CLAIM_TIMEOUT.as_secs_f64(),
         )
-        .bind(&self.producer)
-        .bind(limit)
-        .bind(CLAIM_TIMEOUT.as_secs_f64())
         .fetch_all(&self.db)
         .await
         .map_err(classify)
@@ -189,19 +189,23 @@ impl Outbox {
     /// Publishes one batch.
     async fn publish(&self, rows: &[Claimed]) -> Published {
         let mut entries = Vec::with_capacity(rows.len());
-        for (id, key, subject, body, attributes, _) in rows {
+        for row in rows {
             let mut entry = PublishBatchRequestEntry::builder()
-                .id(id.to_string())
-                .subject(subject)
-                .message(body.to_string());
-            let named = attributes
+                .id(row.id.to_string())
+                .subject(&row.subject)
+                .message(row.body.to_string());
+            let named = row
+                .attributes
                 .as_object()
                 .into_iter()
                 .flatten()
                 .filter_map(|(name, v)| {
                     Some((name.clone(), serde_json::from_value(v.clone()).ok()?))
                 })
-                .chain([("dedup_key".to_owned(), Attribute::String(key.clone()))]);
+                .chain([(
+                    "dedup_key".to_owned(),
+                    Attribute::String(row.dedup_key.clone()),
+                )]);
             for (name, attribute) in named {
                 match sns_attribute(&attribute) {
                     Ok(value) => entry = entry.message_attributes(name, value),
@@ -270,17 +274,10 @@ impl Outbox {
             return Ok(());
         }
         let (ids, reasons): (Vec<i64>, Vec<String>) = refused.iter().cloned().unzip();
-        sqlx::query(
-            "UPDATE outbox o SET failed_at = now(), failure = r.reason
-               FROM unnest($1::bigint[], $2::text[]) AS r(id, reason)
-              WHERE o.id = r.id AND o.claimed_at = $3 AND o.sent_at IS NULL",
-        )
-        .bind(&ids)
-        .bind(&reasons)
-        .bind(claim)
-        .execute(&self.db)
-        .await
-        .map_err(classify)?;
+        sqlx::query_file!("sql/outbox/set_aside.sql", &ids, &reasons, claim)
+            .execute(&self.db)
+            .await
+            .map_err(classify)?;
         Ok(())
     }
 
@@ -294,18 +291,16 @@ impl Outbox {
         if ids.is_empty() {
             return Ok(());
         }
-        let statement = if sent {
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1) AND claimed_at = $2"
+        let settled = if sent {
+            sqlx::query_file!("sql/outbox/mark_sent.sql", ids, claim)
+                .execute(&self.db)
+                .await
         } else {
-            "UPDATE outbox SET claimed_at = NULL
-              WHERE id = ANY($1) AND claimed_at = $2 AND sent_at IS NULL"
+            sqlx::query_file!("sql/outbox/give_back.sql", ids, claim)
+                .execute(&self.db)
+                .await
         };
-        sqlx::query(statement)
-            .bind(ids)
-            .bind(claim)
-            .execute(&self.db)
-            .await
-            .map_err(classify)?;
+        settled.map_err(classify)?;
         Ok(())
     }
 }

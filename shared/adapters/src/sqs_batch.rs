@@ -171,8 +171,8 @@ where
 
 fn report(err: &WorkerError) {
     match err {
-        WorkerError::Permanent(reason) => {
-            tracing::warn!(error.kind = err.kind(), reason = %reason, "message rejected");
+        WorkerError::Rejected(rejection) => {
+            tracing::warn!(error.kind = err.kind(), reason = %rejection, "message rejected");
         }
         WorkerError::Retryable(cause) => {
             tracing::error!(
@@ -217,7 +217,7 @@ mod tests {
         let body = message.body.clone().unwrap_or_default();
         let (group, action) = body.split_once(':').unwrap_or(("", ""));
         if action == "bad" {
-            return Err(WorkerError::permanent("bad body"));
+            return Err(WorkerError::malformed("bad body"));
         }
         Ok(Decoded {
             group: group.to_owned(),
@@ -278,7 +278,7 @@ mod tests {
             decode,
             |item: String| async move {
                 if item == "a:x" {
-                    Err(WorkerError::permanent("rejected"))
+                    Err(WorkerError::malformed("rejected"))
                 } else {
                     Ok(())
                 }

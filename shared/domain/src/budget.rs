@@ -95,19 +95,19 @@ pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync
     let campaign_id = match wire.campaign_id {
         CampaignId::Number(id) => id,
         CampaignId::Text(text) => text.trim().parse().map_err(|_| {
-            WorkerError::permanent(format_args!("campaign_id {text:?} is not an integer"))
+            WorkerError::malformed(format_args!("campaign_id {text:?} is not an integer"))
         })?,
     };
     if campaign_id <= 0 {
-        return Err(WorkerError::permanent("campaign_id must be positive"));
+        return Err(WorkerError::out_of_range("campaign_id must be positive"));
     }
     if wire.redis_spent < 0 || wire.db_spent < 0 {
-        return Err(WorkerError::permanent(
+        return Err(WorkerError::out_of_range(
             "redis_spent and db_spent must not be negative",
         ));
     }
     if wire.redis_spent > MAX_SPENT || wire.db_spent > MAX_SPENT {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "redis_spent and db_spent must not exceed {MAX_SPENT} (a day's spend; their \
              difference must fit Redis' 64-bit counters)"
         )));
@@ -115,7 +115,7 @@ pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync
     if let Some(ratio) = wire.accuracy_ratio
         && !(ratio.is_finite() && (0.0..=1.0).contains(&ratio))
     {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "accuracy_ratio {ratio} is outside 0.0..=1.0"
         )));
     }
@@ -128,7 +128,7 @@ pub fn parse_sync(value: &[u8], produced_at: DateTime<Utc>) -> Result<BudgetSync
         .unwrap_or(NaiveDate::MAX)
         .min(LATEST_SPEND_DATE);
     if spend_date < EARLIEST_SPEND_DATE || spend_date > latest {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "spend_date {spend_date} is outside {EARLIEST_SPEND_DATE}..={latest} (the day after \
              the record was produced)"
         )));
@@ -178,6 +178,21 @@ impl BudgetSync {
             && self.difference_ratio() >= CORRECTION_THRESHOLD)
             .then(|| self.db_spent - self.redis_spent)
     }
+
+    /// Whether this message may pause its campaign: it asks to, and it is about today's (KST)
+    /// spend, so a late message about an earlier day pauses nothing. Whether the campaign is
+    /// still active and its budget reached is for the store to read under the campaign row's
+    /// lock ([`budget_reached`]), so a concurrent resume or budget change is seen.
+    pub fn may_pause(&self, today: NaiveDate) -> bool {
+        self.campaign_action == CampaignAction::PauseIfExceeded && self.spend_date == today
+    }
+}
+
+/// A day's spend has reached a daily budget; a campaign without a budget never does. The
+/// store applies the same rule in its `UPDATE … WHERE` (`sql/record.sql`), where it is atomic
+/// with the pause; this is its statement in Rust and what the tests hold it to.
+pub fn budget_reached(db_spent: i64, daily_budget: Option<i64>) -> bool {
+    daily_budget.is_some_and(|budget| db_spent >= budget)
 }
 
 /// `budget:spent:{<campaign>}:<yyyymmdd>`
@@ -347,6 +362,31 @@ mod tests {
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn only_a_message_about_today_that_asks_may_pause() {
+        let today: NaiveDate = "2026-11-20".parse().expect("date");
+        let sync = |action, day: &str| BudgetSync {
+            campaign_id: 12345,
+            spend_date: day.parse().expect("date"),
+            redis_spent: 45_000,
+            db_spent: 45_000,
+            reported_ratio: None,
+            sync_action: SyncAction::None,
+            campaign_action: action,
+        };
+        assert!(sync(CampaignAction::PauseIfExceeded, "2026-11-20").may_pause(today));
+        assert!(!sync(CampaignAction::PauseIfExceeded, "2026-11-19").may_pause(today));
+        assert!(!sync(CampaignAction::None, "2026-11-20").may_pause(today));
+    }
+
+    #[test]
+    fn a_budget_is_reached_at_its_amount_and_never_without_one() {
+        assert!(budget_reached(45_000, Some(45_000)));
+        assert!(budget_reached(45_001, Some(45_000)));
+        assert!(!budget_reached(44_999, Some(45_000)));
+        assert!(!budget_reached(i64::MAX, None));
     }
 
     #[test]

@@ -47,22 +47,22 @@ pub fn parse_request(value: &[u8]) -> Result<IssueRequest, WorkerError> {
     let request: IssueRequest = crate::text::json_object(value)?;
     let id = request.request_id.as_str();
     if id.trim().is_empty() {
-        return Err(WorkerError::permanent("request_id is empty"));
+        return Err(WorkerError::missing("request_id is empty"));
     }
     if id.len() > MAX_REQUEST_ID_LEN {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "request_id is {} bytes long, more than {MAX_REQUEST_ID_LEN}",
             id.len()
         )));
     }
     if id.chars().any(char::is_control) {
-        return Err(WorkerError::permanent(
+        return Err(WorkerError::malformed(
             "request_id contains control characters",
         ));
     }
     // Outside these years a timestamp is a producer's bug, and PostgreSQL could not store it.
     if !(2000..=9999).contains(&request.requested_at.year()) {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "requested_at {} is not a plausible time",
             request.requested_at.to_rfc3339()
         )));

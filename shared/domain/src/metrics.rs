@@ -77,48 +77,48 @@ pub const MAX_WINDOW_COUNT: i64 = 1_000_000_000_000;
 pub fn parse_window(value: &[u8]) -> Result<MetricWindow, WorkerError> {
     let w: WireWindow = crate::text::json_object(value)?;
     if w.campaign_id <= 0 || w.advertiser_id <= 0 {
-        return Err(WorkerError::permanent(
+        return Err(WorkerError::out_of_range(
             "campaign_id and advertiser_id must be positive",
         ));
     }
     if w.window_start.timestamp() % w.window_size.seconds() != 0
         || w.window_start.timestamp_subsec_nanos() != 0
     {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::inconsistent(format_args!(
             "window_start {} is not aligned to {}",
             w.window_start,
             w.window_size.as_str()
         )));
     }
     if !(2000..=9999).contains(&w.window_start.year()) {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "window_start {} is outside the years 2000-9999",
             w.window_start
         )));
     }
     if w.impressions < 0 || w.clicks < 0 || w.conversions < 0 {
-        return Err(WorkerError::permanent("counts must be non-negative"));
+        return Err(WorkerError::out_of_range("counts must be non-negative"));
     }
     if w.impressions > MAX_WINDOW_COUNT {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "impressions {} exceed {MAX_WINDOW_COUNT} in one window",
             w.impressions
         )));
     }
     if w.clicks > w.impressions {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::inconsistent(format_args!(
             "clicks {} exceed impressions {}",
             w.clicks, w.impressions
         )));
     }
     if w.conversions > w.clicks {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::inconsistent(format_args!(
             "conversions {} exceed clicks {}",
             w.conversions, w.clicks
         )));
     }
     if !w.cost.is_finite() || w.cost < 0.0 || w.cost > 1e12 {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "cost {} is not a valid amount",
             w.cost
         )));
@@ -158,7 +158,7 @@ mod tests {
 
     fn reason(body: &str) -> String {
         match parse_window(body.as_bytes()) {
-            Err(WorkerError::Permanent(reason)) => reason,
+            Err(WorkerError::Rejected(rejection)) => rejection.reason().to_owned(),
             other => panic!("expected a permanent error, got {other:?}"),
         }
     }

@@ -32,24 +32,24 @@ pub fn parse_score(value: &[u8], received_at: DateTime<Utc>) -> Result<ScoreUpda
     // A score from the future would hold the campaign's score against every real update after
     // it ("not newer"); one before 2000 is not a score of ours, and PostgreSQL holds neither end.
     if update.computed_at > received_at + MAX_CLOCK_SKEW {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "computed_at {} is in the future (received at {received_at})",
             update.computed_at
         )));
     }
     if update.computed_at.year() < 2000 {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "computed_at {} is before 2000",
             update.computed_at
         )));
     }
     if update.campaign_id <= 0 || update.advertiser_id <= 0 {
-        return Err(WorkerError::permanent(
+        return Err(WorkerError::out_of_range(
             "campaign_id and advertiser_id must be positive",
         ));
     }
     if !update.score.is_finite() || !(0.0..=10.0).contains(&update.score) {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "score {} is outside 0.0..=10.0",
             update.score
         )));

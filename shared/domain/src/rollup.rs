@@ -1,7 +1,16 @@
 //! Daily rollup (SPEC §3): the check of a campaign's rolled-up day against its raw events.
-//! The rollup itself is set-based SQL; deciding what needs a person's review is this rule.
+//! The rollup itself is set-based SQL; deciding what needs a person's review, which days can be
+//! checked, which partitions to keep ready and how a review item reads are these rules.
 
+use chrono::NaiveDate;
 use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::calendar::{add_months, kst_day_start, month_of, sub_days};
+use crate::retention::Cutoffs;
+
+/// Raw-event partitions kept ready this many months past the current one.
+pub const PARTITIONS_AHEAD: u32 = 3;
 
 /// A rolled-up day that differs from the raw events by this much or more opens a review item.
 pub const REVIEW_THRESHOLD: f64 = 0.05;
@@ -61,9 +70,102 @@ pub fn needs_review(rolled_up: &Totals, raw: &Totals) -> Option<Difference> {
         .reduce(|best, d| if d.ratio > best.ratio { d } else { best })
 }
 
+/// Whether `day`'s raw events are still kept on `today` (KST), so its rollup can be checked
+/// against them: retention deletes them after 90 days.
+pub fn raw_events_kept(day: NaiveDate, today: NaiveDate) -> bool {
+    kst_day_start(day) >= Cutoffs::for_target(sub_days(today, 1)).raw_events
+}
+
+/// The months whose raw-event partitions a rollup of `day` makes sure exist, first and last:
+/// from the current month (re-running an old day must not recreate what retention dropped) to
+/// [`PARTITIONS_AHEAD`] months past the later of today and the day.
+pub fn partitions_to_ensure(day: NaiveDate, today: NaiveDate) -> (NaiveDate, NaiveDate) {
+    (
+        month_of(today),
+        add_months(month_of(today.max(day)), PARTITIONS_AHEAD),
+    )
+}
+
+/// A review item as stored (`rollup_reviews`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub stat_date: NaiveDate,
+    pub campaign_id: i64,
+    pub advertiser_id: i64,
+    pub metric: String,
+    pub rolled_up: i64,
+    pub raw: i64,
+    pub difference_ratio: f64,
+}
+
+impl Review {
+    /// How the item reads in the operators' summary: the difference as a percentage with one
+    /// decimal.
+    pub fn summary_item(&self) -> Value {
+        json!({
+            "date": self.stat_date,
+            "campaign_id": self.campaign_id,
+            "advertiser_id": self.advertiser_id,
+            "metric": self.metric,
+            "rolled_up": self.rolled_up,
+            "raw": self.raw,
+            "difference_pct": (self.difference_ratio * 1000.0).round() / 10.0,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn date(text: &str) -> NaiveDate {
+        text.parse().expect("date")
+    }
+
+    #[test]
+    fn a_day_is_checked_while_its_raw_events_are_kept() {
+        let today = date("2026-11-23");
+        assert!(raw_events_kept(date("2026-11-22"), today));
+        // Retention run for yesterday keeps 90 days back from today.
+        assert!(raw_events_kept(date("2026-08-25"), today));
+        assert!(!raw_events_kept(date("2026-08-24"), today));
+    }
+
+    #[test]
+    fn partitions_run_from_this_month_to_three_past_the_later_month() {
+        let today = date("2026-11-23");
+        assert_eq!(
+            partitions_to_ensure(date("2026-11-22"), today),
+            (date("2026-11-01"), date("2027-02-01"))
+        );
+        // An old day recreates nothing before this month.
+        assert_eq!(
+            partitions_to_ensure(date("2025-01-15"), today),
+            (date("2026-11-01"), date("2027-02-01"))
+        );
+        // A day ahead of today (a backfill of a future-dated day) reaches further.
+        assert_eq!(
+            partitions_to_ensure(date("2027-01-05"), today),
+            (date("2026-11-01"), date("2027-04-01"))
+        );
+    }
+
+    #[test]
+    fn a_review_item_reads_as_a_percentage_with_one_decimal() {
+        let review = Review {
+            stat_date: date("2026-11-22"),
+            campaign_id: 7,
+            advertiser_id: 3,
+            metric: "clicks".to_owned(),
+            rolled_up: 95,
+            raw: 100,
+            difference_ratio: 0.05263,
+        };
+        let item = review.summary_item();
+        assert_eq!(item["difference_pct"], json!(5.3));
+        assert_eq!(item["date"], json!("2026-11-22"));
+        assert_eq!(item["metric"], json!("clicks"));
+    }
 
     fn totals(impressions: i64, clicks: i64, conversions: i64, cost_micros: i64) -> Totals {
         Totals {

@@ -35,12 +35,12 @@ impl JobInput {
         }
         // serde would read the struct from an array by position: `[]` would run yesterday.
         if !payload.is_object() {
-            return Err(WorkerError::permanent(
+            return Err(WorkerError::malformed(
                 "job input must be a JSON object or null",
             ));
         }
         serde_json::from_value(payload).map_err(|err| {
-            WorkerError::permanent(format_args!(
+            WorkerError::malformed(format_args!(
                 "job input: {err} (expected {{\"date\": \"YYYY-MM-DD\"}}, {{\"scheduled_time\": \"RFC 3339\"}} and/or {{\"dry_run\": true}})"
             ))
         })
@@ -55,7 +55,7 @@ impl JobInput {
         if let Some(fired) = self.scheduled_time
             && fired > now + CLOCK_SKEW
         {
-            return Err(WorkerError::permanent(format_args!(
+            return Err(WorkerError::out_of_range(format_args!(
                 "job input: scheduled_time {fired} is in the future (now {now})"
             )));
         }
@@ -65,12 +65,12 @@ impl JobInput {
         });
         let today = kst_date(now);
         if day < FIRST_DAY {
-            return Err(WorkerError::permanent(format_args!(
+            return Err(WorkerError::out_of_range(format_args!(
                 "job input: {day} is before {FIRST_DAY}, older than any data of ours"
             )));
         }
         if day >= today {
-            return Err(WorkerError::permanent(format_args!(
+            return Err(WorkerError::out_of_range(format_args!(
                 "job input: {day} is not a finished day (today in Asia/Seoul is {today})"
             )));
         }

@@ -37,7 +37,7 @@ pub fn json_object<T: DeserializeOwned>(value: &[u8]) -> Result<T, WorkerError> 
     }
     // Not an object: say whether it is JSON of another kind or not JSON at all.
     serde_json::from_slice::<serde::de::IgnoredAny>(value)?;
-    Err(WorkerError::permanent("a record must be a JSON object"))
+    Err(WorkerError::malformed("a record must be a JSON object"))
 }
 
 #[cfg(test)]

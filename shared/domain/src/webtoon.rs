@@ -244,13 +244,13 @@ pub fn parse_request(
 ) -> Result<WebtoonRequest, WorkerError> {
     let wire: WireRequest = crate::text::json_object(body.as_bytes())?;
     if wire.requested_at > received_at + MAX_REQUEST_CLOCK_SKEW {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "requested_at {} is in the future (received at {received_at})",
             wire.requested_at
         )));
     }
     if wire.requested_at.year() < 2000 {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "requested_at {} is before 2000",
             wire.requested_at
         )));
@@ -264,12 +264,12 @@ pub fn parse_request(
 
     if kind == RequestKind::Create {
         if title.is_none() {
-            return Err(WorkerError::permanent(
+            return Err(WorkerError::missing(
                 "create request: missing field `title`",
             ));
         }
         if wire.status.is_none() {
-            return Err(WorkerError::permanent(
+            return Err(WorkerError::missing(
                 "create request: missing field `status`",
             ));
         }
@@ -277,7 +277,7 @@ pub fn parse_request(
     if let Some(rating) = wire.rating
         && !(0.0..=10.0).contains(&rating)
     {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "rating {rating} is outside 0.0..=10.0"
         )));
     }
@@ -332,16 +332,16 @@ impl WebtoonRequest {
 fn non_blank(field: &str, value: String, max_chars: usize) -> Result<String, WorkerError> {
     let trimmed = value.trim();
     if trimmed.is_empty() {
-        return Err(WorkerError::permanent(format_args!("`{field}` is blank")));
+        return Err(WorkerError::missing(format_args!("`{field}` is blank")));
     }
     // PostgreSQL text and jsonb refuse NUL: refused here, with its reason, not by the database.
     if trimmed.contains('\0') {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::malformed(format_args!(
             "`{field}` contains a NUL character"
         )));
     }
     if trimmed.chars().count() > max_chars {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "`{field}` is longer than {max_chars} characters"
         )));
     }
@@ -371,7 +371,7 @@ fn validate_genres(genres: Vec<String>) -> Result<Vec<String>, WorkerError> {
 
 fn validate_episodes(episodes: Vec<Episode>) -> Result<Vec<Episode>, WorkerError> {
     if episodes.len() > MAX_EPISODES_PER_REQUEST {
-        return Err(WorkerError::permanent(format_args!(
+        return Err(WorkerError::out_of_range(format_args!(
             "{} episodes in one request; at most {MAX_EPISODES_PER_REQUEST}",
             episodes.len()
         )));
@@ -381,13 +381,13 @@ fn validate_episodes(episodes: Vec<Episode>) -> Result<Vec<Episode>, WorkerError
         .into_iter()
         .map(|e| {
             if e.number < 1 {
-                return Err(WorkerError::permanent(format_args!(
+                return Err(WorkerError::out_of_range(format_args!(
                     "episode number {} is below 1",
                     e.number
                 )));
             }
             if !numbers.insert(e.number) {
-                return Err(WorkerError::permanent(format_args!(
+                return Err(WorkerError::inconsistent(format_args!(
                     "episode number {} appears twice",
                     e.number
                 )));
@@ -398,7 +398,7 @@ fn validate_episodes(episodes: Vec<Episode>) -> Result<Vec<Episode>, WorkerError
             if let Some(day) = e.published_at
                 && !(1900..=9999).contains(&day.year())
             {
-                return Err(WorkerError::permanent(format_args!(
+                return Err(WorkerError::out_of_range(format_args!(
                     "episode {} published_at {day} is outside the years 1900-9999",
                     e.number
                 )));
@@ -414,7 +414,7 @@ fn validate_episodes(episodes: Vec<Episode>) -> Result<Vec<Episode>, WorkerError
 fn check_image_url(url: &Url) -> Result<(), WorkerError> {
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(()),
-        _ => Err(WorkerError::permanent(format_args!(
+        _ => Err(WorkerError::malformed(format_args!(
             "image URL {url} is not an http(s) URL with a host"
         ))),
     }
@@ -512,7 +512,7 @@ mod tests {
 
     fn reason(result: Result<WebtoonRequest, WorkerError>) -> String {
         match result {
-            Err(WorkerError::Permanent(reason)) => reason,
+            Err(WorkerError::Rejected(rejection)) => rejection.reason().to_owned(),
             other => panic!("expected a permanent error, got {other:?}"),
         }
     }

@@ -397,41 +397,39 @@ impl DeadLetters {
             .fetch_one(&mut *tx)
             .await
             .map_err(classify)?;
-        let mine: Vec<(String, i32, i64)> = sqlx::query_as(
-            "INSERT INTO kafka_dead_letters AS d
-                    (consumer, topic, partition, \"offset\", reason, claimed_at, sent_at)
-             SELECT $1, r.*, $6, NULL
-               FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS r
-             ON CONFLICT (consumer, topic, partition, \"offset\") DO UPDATE
-                SET claimed_at = $6, reason = EXCLUDED.reason
-              WHERE d.sent_at IS NULL AND d.claimed_at < $6 - make_interval(secs => $7)
-             RETURNING topic, partition, \"offset\"",
+        let mine = sqlx::query_file!(
+            "sql/dead_letters/claim.sql",
+            self.consumer,
+            &rows.topics as &[&str],
+            &rows.partitions,
+            &rows.offsets,
+            &rows.reasons as &[&str],
+            claim,
+            CLAIM_TIMEOUT.as_secs_f64(),
         )
-        .bind(&self.consumer)
-        .bind(&rows.topics)
-        .bind(&rows.partitions)
-        .bind(&rows.offsets)
-        .bind(&rows.reasons)
-        .bind(claim)
-        .bind(CLAIM_TIMEOUT.as_secs_f64())
         .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
-        let sent: Vec<(String, i32, i64)> = sqlx::query_as(
-            "SELECT d.topic, d.partition, d.\"offset\" FROM kafka_dead_letters d
-               JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
-                 ON d.topic = r.topic AND d.partition = r.partition AND d.\"offset\" = r.off
-              WHERE d.consumer = $1 AND d.sent_at IS NOT NULL",
+        let sent = sqlx::query_file!(
+            "sql/dead_letters/already_sent.sql",
+            self.consumer,
+            &rows.topics as &[&str],
+            &rows.partitions,
+            &rows.offsets,
         )
-        .bind(&self.consumer)
-        .bind(&rows.topics)
-        .bind(&rows.partitions)
-        .bind(&rows.offsets)
         .fetch_all(&mut *tx)
         .await
         .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        Ok((claim, mine, sent.into_iter().collect()))
+        Ok((
+            claim,
+            mine.into_iter()
+                .map(|r| (r.topic, r.partition, r.offset))
+                .collect(),
+            sent.into_iter()
+                .map(|r| (r.topic, r.partition, r.offset))
+                .collect(),
+        ))
     }
 
     /// Marks this claim's dead letters sent, or gives the claims back (`sent` false).
@@ -445,27 +443,31 @@ impl DeadLetters {
         if rows.topics.is_empty() {
             return Ok(());
         }
-        let statement = if sent {
-            "UPDATE kafka_dead_letters d SET sent_at = now()
-               FROM unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
-              WHERE d.consumer = $1 AND d.topic = r.topic AND d.partition = r.partition
-                AND d.\"offset\" = r.off AND d.claimed_at = $5 AND d.sent_at IS NULL"
-        } else {
-            "DELETE FROM kafka_dead_letters d
-              USING unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, partition, off)
-              WHERE d.consumer = $1 AND d.topic = r.topic AND d.partition = r.partition
-                AND d.\"offset\" = r.off AND d.claimed_at = $5 AND d.sent_at IS NULL"
-        };
-        let marked = sqlx::query(statement)
-            .bind(&self.consumer)
-            .bind(&rows.topics)
-            .bind(&rows.partitions)
-            .bind(&rows.offsets)
-            .bind(claim)
+        let marked = if sent {
+            sqlx::query_file!(
+                "sql/dead_letters/mark_sent.sql",
+                self.consumer,
+                &rows.topics as &[&str],
+                &rows.partitions,
+                &rows.offsets,
+                claim,
+            )
             .execute(&self.db)
             .await
-            .map_err(classify)?
-            .rows_affected();
+        } else {
+            sqlx::query_file!(
+                "sql/dead_letters/give_back.sql",
+                self.consumer,
+                &rows.topics as &[&str],
+                &rows.partitions,
+                &rows.offsets,
+                claim,
+            )
+            .execute(&self.db)
+            .await
+        }
+        .map_err(classify)?
+        .rows_affected();
         if sent && marked < rows.topics.len() as u64 {
             // Another invocation took these claims over while this one was producing: both
             // send, and the other marks them.
@@ -504,20 +506,15 @@ impl DeadLetters {
 
     async fn record(&self, sent: &[(Record, String)], attempts: u32) -> Result<(), WorkerError> {
         let rows = Rows::of(sent.iter());
-        sqlx::query(
-            "INSERT INTO kafka_dead_letters AS d
-                    (consumer, topic, partition, \"offset\", reason, attempts, sent_at)
-             SELECT $1, r.*, $6, now()
-               FROM unnest($2::text[], $3::int[], $4::bigint[], $5::text[]) AS r
-             ON CONFLICT (consumer, topic, partition, \"offset\") DO UPDATE
-                SET sent_at = coalesce(d.sent_at, now())",
+        sqlx::query_file!(
+            "sql/dead_letters/record_forwarded.sql",
+            self.consumer,
+            &rows.topics as &[&str],
+            &rows.partitions,
+            &rows.offsets,
+            &rows.reasons as &[&str],
+            i32::try_from(attempts).unwrap_or(i32::MAX),
         )
-        .bind(&self.consumer)
-        .bind(&rows.topics)
-        .bind(&rows.partitions)
-        .bind(&rows.offsets)
-        .bind(&rows.reasons)
-        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
         .execute(&self.db)
         .await
         .map_err(classify)?;

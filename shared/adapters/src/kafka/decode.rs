@@ -67,7 +67,7 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
                 headers,
             };
             if partition.is_err() {
-                let reason = WorkerError::permanent(format_args!(
+                let reason = WorkerError::out_of_range(format_args!(
                     "partition {} is not a Kafka partition",
                     raw.partition
                 ));
@@ -80,12 +80,12 @@ pub fn decode(event: &KafkaEvent) -> Vec<Result<Record, Rejected>> {
                     Ok(record)
                 }
                 (_, None) => {
-                    let reason = WorkerError::permanent("record has no value");
+                    let reason = WorkerError::missing("record has no value");
                     Err(Box::new((record, reason)))
                 }
                 (Err(err), _) | (_, Some(Err(err))) => {
                     record.value = raw.value.clone().unwrap_or_default().into_bytes();
-                    let reason = WorkerError::permanent(format_args!("invalid base64: {err}"));
+                    let reason = WorkerError::malformed(format_args!("invalid base64: {err}"));
                     Err(Box::new((record, reason)))
                 }
             }

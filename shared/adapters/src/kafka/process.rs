@@ -77,6 +77,7 @@ impl<T> Triage<T> {
                 topic = %record.topic,
                 partition = record.partition,
                 offset = record.offset,
+                error.kind = err.kind(),
                 reason = %err,
                 "record rejected"
             );

@@ -105,7 +105,7 @@ mod tests {
                 async move {
                     match transient {
                         Some(true) => Err(WorkerError::retryable(anyhow::anyhow!("down"))),
-                        Some(false) => Err(WorkerError::permanent("bad")),
+                        Some(false) => Err(WorkerError::malformed("bad")),
                         None => Ok(()),
                     }
                 }

@@ -1,0 +1,1 @@
+DELETE FROM budget_settlements WHERE settle_date = $1

@@ -1,0 +1,1 @@
+DELETE FROM campaign_daily_stats WHERE stat_date = $1

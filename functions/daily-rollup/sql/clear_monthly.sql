@@ -1,0 +1,1 @@
+DELETE FROM campaign_monthly_stats WHERE month = $1

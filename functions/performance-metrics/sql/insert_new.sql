@@ -1,0 +1,8 @@
+-- The batch's windows, on a first delivery: a plain INSERT, about twice as fast as one with ON
+-- CONFLICT. A window already stored fails it, and insert_skipping_known.sql goes instead.
+INSERT INTO performance_metrics
+       (campaign_id, advertiser_id, window_size, window_start, window_date, impressions, clicks,
+        conversions, cost_micros)
+SELECT *
+  FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamptz[], $5::date[],
+              $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[])
