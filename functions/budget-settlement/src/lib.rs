@@ -21,11 +21,18 @@ use domain::budget::{MAX_SPENT, counter_pattern, parse_counter_key};
 use domain::calendar::{add_days, kst_day_start};
 use domain::settlement::{Classification, classify, micros_to_won};
 use redis::aio::ConnectionManager;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::{instrument, warn};
 
 pub const JOB: &str = "budget-settlement";
+
+/// budget-settlement's own settings.
+#[derive(Deserialize)]
+struct Settings {
+    report_bucket: String,
+}
 
 pub struct Deps {
     pub reporter: Reporter,
@@ -38,13 +45,13 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> anyhow::Result<Self> {
         let redis = config::RedisConfig::from_env()?;
-        let report_bucket = config::required("REPORT_BUCKET")?;
+        let settings: Settings = config::from_env()?;
         let base = ScheduledJob::from_env().await?;
         Ok(Self {
             s3: aws::s3(&base.sdk),
             reporter: base.reporter,
             redis: adapters::redis::connect_lazy(&redis)?,
-            report_bucket,
+            report_bucket: settings.report_bucket,
         })
     }
 }

@@ -30,6 +30,7 @@ use chrono::{DateTime, Utc};
 use domain::WorkerError;
 use domain::budget::{self, BudgetSync, Correction, parse_sync};
 use redis::aio::ConnectionManager;
+use serde::Deserialize;
 use sqlx::PgPool;
 
 mod redis_side;
@@ -42,6 +43,13 @@ pub const CONSUMER: &str = "budget-sync-processor";
 
 /// Pauses notified per batch.
 const NOTIFY_LIMIT: i64 = 200;
+
+/// budget-sync's own settings.
+#[derive(Deserialize)]
+struct Settings {
+    operator_alerts_topic_arn: String,
+    redis_budget_ms: Option<u64>,
+}
 
 pub struct Deps {
     pub db: PgPool,
@@ -56,10 +64,11 @@ pub struct Deps {
 impl Deps {
     pub async fn from_env() -> anyhow::Result<Self> {
         let redis = config::RedisConfig::from_env()?;
-        let redis_budget = Duration::from_millis(config::parsed_or("REDIS_BUDGET_MS", 10_000)?);
+        let settings: Settings = config::from_env()?;
+        let redis_budget = Duration::from_millis(settings.redis_budget_ms.unwrap_or(10_000));
         let base = KafkaConsumer::from_env(CONSUMER).await?;
         Ok(Self {
-            outbox: base.outbox("OPERATOR_ALERTS_TOPIC_ARN")?,
+            outbox: base.outbox(&settings.operator_alerts_topic_arn),
             redis: adapters::redis::connect_lazy(&redis)?,
             db: base.db,
             dead_letters: base.dead_letters,

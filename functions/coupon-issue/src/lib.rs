@@ -26,12 +26,19 @@ use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use domain::WorkerError;
 use domain::coupon::{Coupon, Outcome, Plan, Recorded, Submitted, decide, parse_request};
+use serde::Deserialize;
 use sqlx::PgPool;
 use sqlx::types::Json;
 
 pub const CONSUMER: &str = "coupon-issue-group";
 /// Where records go that are not requests or that failed every retry (seed 003).
 pub const DEAD_LETTER_TOPIC: &str = "coupon-issue-dlq";
+
+/// coupon-issue's own settings.
+#[derive(Deserialize)]
+struct Settings {
+    dead_letter_topic: Option<String>,
+}
 
 pub struct Deps {
     pub db: PgPool,
@@ -44,8 +51,10 @@ pub struct Deps {
 impl Deps {
     /// Dead letters go to `DEAD_LETTER_TOPIC` (default `coupon-issue-dlq`).
     pub async fn from_env() -> anyhow::Result<Self> {
-        let topic =
-            config::optional("DEAD_LETTER_TOPIC").unwrap_or_else(|| DEAD_LETTER_TOPIC.to_owned());
+        let settings: Settings = config::from_env()?;
+        let topic = settings
+            .dead_letter_topic
+            .unwrap_or_else(|| DEAD_LETTER_TOPIC.to_owned());
         let base = KafkaConsumer::from_env(CONSUMER).await?;
         Ok(Self {
             db: base.db,

@@ -88,39 +88,28 @@ async fn insert(
     let dates: Vec<_> = windows.iter().map(|w| w.window_date).collect();
     let (impressions, clicks) = (column(|w| w.impressions), column(|w| w.clicks));
     let (conversions, cost) = (column(|w| w.conversions), column(|w| w.cost_micros));
+    // One parameter list for both files; a macro, as each file is checked at compile time.
+    macro_rules! insert {
+        ($file:tt) => {
+            sqlx::query_file!(
+                $file,
+                &campaigns,
+                &advertisers,
+                &sizes as &[&str],
+                &starts,
+                &dates,
+                &impressions,
+                &clicks,
+                &conversions,
+                &cost,
+            )
+            .execute(db)
+            .await?
+        };
+    }
     let done = match statement {
-        Insert::New => {
-            sqlx::query_file!(
-                "sql/insert_new.sql",
-                &campaigns,
-                &advertisers,
-                &sizes as &[&str],
-                &starts,
-                &dates,
-                &impressions,
-                &clicks,
-                &conversions,
-                &cost,
-            )
-            .execute(db)
-            .await?
-        }
-        Insert::SkippingKnown => {
-            sqlx::query_file!(
-                "sql/insert_skipping_known.sql",
-                &campaigns,
-                &advertisers,
-                &sizes as &[&str],
-                &starts,
-                &dates,
-                &impressions,
-                &clicks,
-                &conversions,
-                &cost,
-            )
-            .execute(db)
-            .await?
-        }
+        Insert::New => insert!("sql/insert_new.sql"),
+        Insert::SkippingKnown => insert!("sql/insert_skipping_known.sql"),
     };
     Ok(done.rows_affected())
 }

@@ -11,19 +11,26 @@
 use std::collections::HashMap;
 
 use adapters::bootstrap::KafkaConsumer;
-use adapters::db;
 use adapters::kafka::{self, DeadLetters, KafkaBatchSummary, OnFailure};
 use adapters::outbox::Outbox;
+use adapters::{config, db};
 use aws_lambda_events::event::kafka::KafkaEvent;
 use chrono::{DateTime, Utc};
 use domain::WorkerError;
 use domain::notice::{self, Notice};
 use domain::quality::{ScoreChange, ScoreUpdate, Stored, decide, parse_score};
+use serde::Deserialize;
 use sqlx::PgPool;
 
 pub const CONSUMER: &str = "quality-score-processor";
 /// Notifications published per batch; a backlog drains over the following batches.
 const NOTIFY_LIMIT: i64 = 500;
+
+/// quality-score's own settings.
+#[derive(Deserialize)]
+struct Settings {
+    advertiser_alerts_topic_arn: String,
+}
 
 pub struct Deps {
     pub db: PgPool,
@@ -34,9 +41,10 @@ pub struct Deps {
 
 impl Deps {
     pub async fn from_env() -> anyhow::Result<Self> {
+        let settings: Settings = config::from_env()?;
         let base = KafkaConsumer::from_env(CONSUMER).await?;
         Ok(Self {
-            outbox: base.outbox("ADVERTISER_ALERTS_TOPIC_ARN")?,
+            outbox: base.outbox(&settings.advertiser_alerts_topic_arn),
             db: base.db,
             dead_letters: base.dead_letters,
         })

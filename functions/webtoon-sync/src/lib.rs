@@ -21,6 +21,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use domain::WorkerError;
 use domain::webtoon::{Completion, ImageFailure, RequestKind, WebtoonRequest, parse_request};
 use futures::StreamExt as _;
+use serde::Deserialize;
 use sqlx::PgPool;
 
 use store::Applied;
@@ -43,6 +44,15 @@ impl CompletionQueues {
     }
 }
 
+/// webtoon-sync's own settings.
+#[derive(Deserialize)]
+struct Settings {
+    image_bucket: String,
+    create_complete_queue_url: String,
+    update_complete_queue_url: String,
+    batch_concurrency: Option<usize>,
+}
+
 /// Clients and pools, built once per cold start and borrowed by every invocation.
 pub struct Deps {
     pub db: PgPool,
@@ -58,16 +68,16 @@ impl Deps {
     /// (`CREATE_COMPLETE_QUEUE_URL`, `UPDATE_COMPLETE_QUEUE_URL`), the image fetch policy
     /// (`IMAGE_*`) and `BATCH_CONCURRENCY` (4).
     pub async fn from_env() -> anyhow::Result<Self> {
-        let bucket = config::required("IMAGE_BUCKET")?;
+        let settings: Settings = config::from_env()?;
         let queues = CompletionQueues {
-            create_url: config::required("CREATE_COMPLETE_QUEUE_URL")?,
-            update_url: config::required("UPDATE_COMPLETE_QUEUE_URL")?,
+            create_url: settings.create_complete_queue_url,
+            update_url: settings.update_complete_queue_url,
         };
         let fetch = FetchPolicy::from_env()?;
-        let concurrency = config::parsed_or("BATCH_CONCURRENCY", 4)?;
+        let concurrency = settings.batch_concurrency.unwrap_or(4);
         let base = SqsConsumer::from_env().await?;
         Ok(Self {
-            images: ImageStore::new(aws::s3(&base.sdk), &bucket),
+            images: ImageStore::new(aws::s3(&base.sdk), &settings.image_bucket),
             fetcher: ImageFetcher::new(&fetch)?,
             db: base.db,
             sqs: base.sqs,

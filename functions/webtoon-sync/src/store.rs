@@ -147,44 +147,33 @@ async fn upsert_webtoon(
         f.cover_image_url.as_ref().map(Url::as_str),
         image(&f.cover_image_url),
     );
-    // Two statements with one SET list between them (see the files).
+    // Two statements with one SET list and one parameter list between them (see the files);
+    // a macro, as each file is checked at compile time.
+    macro_rules! upsert {
+        ($file:tt) => {
+            sqlx::query_file!(
+                $file,
+                request.key.platform.as_str(),
+                request.key.external_id,
+                f.title.as_deref(),
+                f.status.map(|s| s.as_str()),
+                f.rating,
+                f.age_rating.map(|a| a.as_str()),
+                publish_days as Option<&[&str]>,
+                thumbnail_url,
+                thumbnail_key,
+                cover_url,
+                cover_key,
+                request.requested_at,
+            )
+            .fetch_optional(&mut **tx)
+            .await
+            .map(|row| row.map(|r| (r.id, r.created)))
+        };
+    }
     let applied = match request.kind {
-        RequestKind::Create => sqlx::query_file!(
-            "sql/create_webtoon.sql",
-            request.key.platform.as_str(),
-            request.key.external_id,
-            f.title.as_deref(),
-            f.status.map(|s| s.as_str()),
-            f.rating,
-            f.age_rating.map(|a| a.as_str()),
-            publish_days as Option<&[&str]>,
-            thumbnail_url,
-            thumbnail_key,
-            cover_url,
-            cover_key,
-            request.requested_at,
-        )
-        .fetch_optional(&mut **tx)
-        .await
-        .map(|row| row.map(|r| (r.id, r.created))),
-        RequestKind::Update => sqlx::query_file!(
-            "sql/update_webtoon.sql",
-            request.key.platform.as_str(),
-            request.key.external_id,
-            f.title.as_deref(),
-            f.status.map(|s| s.as_str()),
-            f.rating,
-            f.age_rating.map(|a| a.as_str()),
-            publish_days as Option<&[&str]>,
-            thumbnail_url,
-            thumbnail_key,
-            cover_url,
-            cover_key,
-            request.requested_at,
-        )
-        .fetch_optional(&mut **tx)
-        .await
-        .map(|row| row.map(|r| (r.id, r.created))),
+        RequestKind::Create => upsert!("sql/create_webtoon.sql"),
+        RequestKind::Update => upsert!("sql/update_webtoon.sql"),
     }
     .map_err(classify)?;
     if let Some((id, inserted)) = applied {

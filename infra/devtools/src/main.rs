@@ -1,18 +1,16 @@
-//! Local tooling:
+//! Local tooling; `devtools --help` lists the commands and their options.
 //!
-//! - `devtools migrate`: applies infra/migrations to $DATABASE_URL (used by `make up` and by
-//!   deploy pipelines before a new version of the functions goes live).
-//! - `devtools kafka-sources [--idle SECS] [--only FUNCTION]`: the local MSK event sources of
-//!   every function in template.yaml, invoking `cargo lambda watch` at $LAMBDA_INVOKE_URL
-//!   (default http://127.0.0.1:9000). With `--idle` it stops once no record came for that
-//!   long; without, it runs until stopped.
-//! - `devtools produce-samples`: produces the records of the Kafka sample events in events/ to
-//!   their topics on $KAFKA_BROKERS, stamped now.
-//! - `devtools redrive DLQ [--group GROUP]`: replays a dead-letter topic's records to the
-//!   topic they came from (see `devtools::redrive`); the group defaults to `DLQ-redrive`.
-//!   `KAFKA_AUTH=iam` authenticates to MSK with the caller's AWS credentials.
-//! - `devtools coupon-outcome REQUEST_ID`: the recorded outcome of a coupon issue request in
-//!   $DATABASE_URL, as JSON (exit status 1 when the request has not been decided).
+//! - `migrate`: applies infra/migrations to $DATABASE_URL (used by `make up` and by deploy
+//!   pipelines before a new version of the functions goes live).
+//! - `kafka-sources`: the local MSK event sources of every function in template.yaml, invoking
+//!   `cargo lambda watch` at $LAMBDA_INVOKE_URL.
+//! - `produce-samples`: produces the records of the Kafka sample events in events/ to their
+//!   topics on $KAFKA_BROKERS, stamped now.
+//! - `redrive`: replays a dead-letter topic's records to the topic they came from (see
+//!   `devtools::redrive`). `KAFKA_AUTH=iam` authenticates to MSK with the caller's AWS
+//!   credentials.
+//! - `coupon-outcome`: the recorded outcome of a coupon issue request in $DATABASE_URL, as JSON
+//!   (exit status 1 when the request has not been decided).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,12 +18,11 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use clap::{Parser, Subcommand};
 use devtools::kafka_source::{self, Endpoints};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgPoolOptions;
 
-const USAGE: &str = "usage: devtools migrate | kafka-sources [--idle SECS] [--only FUNCTION] \
-                     | produce-samples | redrive DLQ [--group GROUP] | coupon-outcome REQUEST_ID";
 /// The Kafka sample events `produce-samples` sends.
 const KAFKA_SAMPLES: [&str; 4] = [
     "performance-metrics.json",
@@ -34,64 +31,113 @@ const KAFKA_SAMPLES: [&str; 4] = [
     "coupon-issue.json",
 ];
 
+/// Local tooling for the adworkers stack.
+#[derive(Parser)]
+#[command(name = "devtools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply infra/migrations to $DATABASE_URL.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Run the local MSK event sources of every function in template.yaml.
+    KafkaSources {
+        /// Stop once no record came for this many seconds (without: run until stopped).
+        #[arg(long, value_name = "SECS")]
+        idle: Option<f64>,
+        /// Only this function's event sources.
+        #[arg(long, value_name = "FUNCTION")]
+        only: Option<String>,
+        #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Where `cargo lambda watch` takes invocations.
+        #[arg(
+            long,
+            env = "LAMBDA_INVOKE_URL",
+            default_value = "http://127.0.0.1:9000"
+        )]
+        invoke_url: String,
+    },
+    /// Produce the records of the Kafka sample events in events/, stamped now.
+    ProduceSamples {
+        #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
+    },
+    /// Replay a dead-letter topic's records to the topics they came from.
+    Redrive {
+        /// The dead-letter topic.
+        dlq: String,
+        /// The consumer group that remembers what was redriven (default: DLQ-redrive).
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Print the recorded outcome of a coupon issue request as JSON.
+    CouponOutcome {
+        request_id: String,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+}
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("migrate") => migrate().await,
-        Some("kafka-sources") => kafka_sources(&args[1..]).await,
-        Some("produce-samples") => produce_samples().await,
-        Some("redrive") => redrive(&args[1..]).await,
-        Some("coupon-outcome") => coupon_outcome(&args[1..]).await,
-        _ => bail!(USAGE),
+    match Cli::parse().command {
+        Command::Migrate { database_url } => migrate(&database_url).await,
+        Command::KafkaSources {
+            idle,
+            only,
+            brokers,
+            invoke_url,
+        } => {
+            let endpoints = Endpoints {
+                brokers,
+                invoke_base: invoke_url,
+            };
+            kafka_sources(idle.map(Duration::from_secs_f64), only, &endpoints).await
+        }
+        Command::ProduceSamples { brokers } => produce_samples(&brokers).await,
+        Command::Redrive { dlq, group } => {
+            let group = group.unwrap_or_else(|| format!("{dlq}-redrive"));
+            redrive(&dlq, &group).await
+        }
+        Command::CouponOutcome {
+            request_id,
+            database_url,
+        } => coupon_outcome(&request_id, &database_url).await,
     }
 }
 
-async fn database() -> anyhow::Result<sqlx::PgPool> {
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
+async fn database(url: &str) -> anyhow::Result<sqlx::PgPool> {
     PgPoolOptions::new()
         .max_connections(1)
-        .connect(&url)
+        .connect(url)
         .await
         .context("connect to DATABASE_URL")
 }
 
-async fn migrate() -> anyhow::Result<()> {
-    let pool = database().await?;
+async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let pool = database(database_url).await?;
     let migrator = adapters::db::migrator(&repo_root().join("infra/migrations")).await?;
     migrator.run(&pool).await.context("apply migrations")?;
     println!("  migrations applied ({} known)", migrator.iter().count());
     Ok(())
 }
 
-async fn kafka_sources(args: &[String]) -> anyhow::Result<()> {
-    let mut idle = None;
-    let mut only = None;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--idle", Some(secs)) => {
-                idle = Some(Duration::from_secs_f64(
-                    secs.parse().context("--idle takes seconds")?,
-                ));
-            }
-            ("--only", Some(function)) => only = Some(function.clone()),
-            _ => bail!(USAGE),
-        }
-    }
-    let endpoints = Endpoints {
-        brokers: brokers(),
-        invoke_base: std::env::var("LAMBDA_INVOKE_URL")
-            .unwrap_or_else(|_| "http://127.0.0.1:9000".to_owned()),
-    };
+async fn kafka_sources(
+    idle: Option<Duration>,
+    only: Option<String>,
+    endpoints: &Endpoints,
+) -> anyhow::Result<()> {
     let sources: Vec<_> =
         kafka_source::sources_from_template(&repo_root().join(".stack/template.local.json"))?
             .into_iter()
@@ -102,7 +148,7 @@ async fn kafka_sources(args: &[String]) -> anyhow::Result<()> {
     }
     let runs = sources
         .iter()
-        .map(|source| kafka_source::run(source, &endpoints, idle));
+        .map(|source| kafka_source::run(source, endpoints, idle));
     for (source, stats) in sources
         .iter()
         .zip(futures::future::try_join_all(runs).await?)
@@ -115,9 +161,9 @@ async fn kafka_sources(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn produce_samples() -> anyhow::Result<()> {
+async fn produce_samples(brokers: &str) -> anyhow::Result<()> {
     let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("acks", "all")
         .create()?;
     for file in KAFKA_SAMPLES {
@@ -149,22 +195,17 @@ async fn produce_samples() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn redrive(args: &[String]) -> anyhow::Result<()> {
-    let (dlq, group) = match args {
-        [dlq] => (dlq.clone(), format!("{dlq}-redrive")),
-        [dlq, flag, group] if flag == "--group" => (dlq.clone(), group.clone()),
-        _ => bail!(USAGE),
-    };
+async fn redrive(dlq: &str, group: &str) -> anyhow::Result<()> {
     // KAFKA_AUTH=iam reaches MSK with the caller's AWS credentials; locally, plaintext.
     let kafka = match std::env::var_os("KAFKA_BROKERS") {
-        Some(_) => adapters::config::KafkaConfig::from_env()?,
+        Some(_) => adapters::config::from_env::<adapters::config::KafkaConfig>()?,
         None => adapters::config::KafkaConfig {
-            brokers: brokers(),
+            brokers: "127.0.0.1:9092".to_owned(),
             auth: adapters::config::KafkaAuth::Plaintext,
         },
     };
     let sdk = adapters::aws::sdk_config().await;
-    let redriven = devtools::redrive::redrive(&kafka, &sdk, &dlq, &group).await?;
+    let redriven = devtools::redrive::redrive(&kafka, &sdk, dlq, group).await?;
     if redriven.per_topic.is_empty() {
         println!("  {dlq}: nothing to redrive");
     }
@@ -174,11 +215,8 @@ async fn redrive(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn coupon_outcome(args: &[String]) -> anyhow::Result<()> {
-    let [request_id] = args else {
-        bail!(USAGE);
-    };
-    match adapters::coupons::lookup(&database().await?, request_id).await? {
+async fn coupon_outcome(request_id: &str, database_url: &str) -> anyhow::Result<()> {
+    match adapters::coupons::lookup(&database(database_url).await?, request_id).await? {
         Some(answer) => {
             println!("{}", serde_json::to_string(&answer)?);
             Ok(())

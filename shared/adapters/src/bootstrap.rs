@@ -3,6 +3,7 @@
 //! Kafka consumer or scheduled job is its rules plus a few lines of wiring.
 
 use aws_config::SdkConfig;
+use serde::Deserialize;
 use sqlx::PgPool;
 
 use crate::config::{self, DatabaseConfig, DeadLetterConfig};
@@ -25,7 +26,7 @@ impl KafkaConsumer {
     /// notifications.
     pub async fn from_env(consumer: &str) -> anyhow::Result<Self> {
         let database = DatabaseConfig::from_env()?;
-        let dead_letter_config = DeadLetterConfig::from_env()?;
+        let dead_letter_config: DeadLetterConfig = config::from_env()?;
         let sdk = aws::sdk_config().await;
         let db = db::pool(&database, &sdk).await?;
         let dead_letters = DeadLetters::connect(&dead_letter_config, &sdk, db.clone(), consumer)?;
@@ -37,15 +38,14 @@ impl KafkaConsumer {
         })
     }
 
-    /// The consumer's outbox to the SNS topic whose ARN the variable `topic_arn_variable`
-    /// holds.
-    pub fn outbox(&self, topic_arn_variable: &str) -> anyhow::Result<Outbox> {
-        Ok(Outbox::new(
+    /// The consumer's outbox to the SNS topic `topic_arn`.
+    pub fn outbox(&self, topic_arn: &str) -> Outbox {
+        Outbox::new(
             self.db.clone(),
             aws::sns(&self.sdk),
             &self.consumer,
-            config::required(topic_arn_variable)?,
-        ))
+            topic_arn,
+        )
     }
 }
 
@@ -77,12 +77,17 @@ pub struct ScheduledJob {
     pub reporter: Reporter,
 }
 
+#[derive(Deserialize)]
+struct JobEnv {
+    operator_alerts_topic_arn: String,
+}
+
 impl ScheduledJob {
     pub async fn from_env() -> anyhow::Result<Self> {
         let database = DatabaseConfig::from_env()?;
-        let topic_arn = config::required("OPERATOR_ALERTS_TOPIC_ARN")?;
+        let env: JobEnv = config::from_env()?;
         let sdk = aws::sdk_config().await;
-        let reporter = Reporter::build(&database, &topic_arn, &sdk).await?;
+        let reporter = Reporter::build(&database, &env.operator_alerts_topic_arn, &sdk).await?;
         Ok(Self { sdk, reporter })
     }
 }

@@ -44,15 +44,23 @@ impl FetchPolicy {
     /// `IMAGE_MAX_BYTES`, `IMAGE_FETCH_TIMEOUT_MS`, `IMAGE_MAX_REDIRECTS` and
     /// `IMAGE_FETCH_ALLOW_HOSTS` (comma-separated), each defaulting as above.
     pub fn from_env() -> anyhow::Result<Self> {
+        #[derive(serde::Deserialize)]
+        struct Env {
+            image_max_bytes: Option<usize>,
+            image_fetch_timeout_ms: Option<u64>,
+            image_max_redirects: Option<usize>,
+            #[serde(default, deserialize_with = "crate::config::comma_list")]
+            image_fetch_allow_hosts: Vec<String>,
+        }
+        let env: Env = crate::config::from_env()?;
         let defaults = Self::default();
         Ok(Self {
-            max_bytes: crate::config::parsed_or("IMAGE_MAX_BYTES", defaults.max_bytes)?,
-            timeout: Duration::from_millis(crate::config::parsed_or(
-                "IMAGE_FETCH_TIMEOUT_MS",
-                defaults.timeout.as_millis() as u64,
-            )?),
-            max_redirects: crate::config::parsed_or("IMAGE_MAX_REDIRECTS", defaults.max_redirects)?,
-            allow_hosts: crate::config::list("IMAGE_FETCH_ALLOW_HOSTS"),
+            max_bytes: env.image_max_bytes.unwrap_or(defaults.max_bytes),
+            timeout: env
+                .image_fetch_timeout_ms
+                .map_or(defaults.timeout, Duration::from_millis),
+            max_redirects: env.image_max_redirects.unwrap_or(defaults.max_redirects),
+            allow_hosts: env.image_fetch_allow_hosts,
         })
     }
 }
