@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The functions end to end on the local stack: `cargo lambda watch` runs them as Lambda would,
-# `cargo lambda invoke` sends them the SQS files in events/, the local MSK event sources
-# (`devtools kafka-sources`) feed them the Kafka samples produced to the broker, and the results
-# are read back from PostgreSQL, Redis, S3 and the completion queues.
+# the local event sources (`local-triggers sources`) feed them what producers put on the queues
+# and topics, the scheduler source fires the nightly jobs, `cargo lambda invoke` sends them the
+# files in events/, and the results are read back from PostgreSQL, Redis, S3 and the completion
+# queues.
 #
 #   e2e.sh test   fresh database, asserts every result (part of make test)
 #   e2e.sh demo   the stack's database, prints what changed (make demo)
@@ -45,7 +46,7 @@ fi
 # their own database with DATABASE_URL, which takes precedence over the secret.
 # Built before the emulator starts, so the first invoke does not wait for a compile.
 cargo build -q $(for f in functions/*/; do printf -- '-p %s ' "$(basename "$f")"; done) --bins
-cargo build -q -p devtools
+cargo build -q -p devtools -p local-triggers
 env_args=(--env-file .stack/functions.env)
 [ "$MODE" = test ] && env_args+=(--env-var "DATABASE_URL=$FUNCTION_DB_URL")
 cargo lambda watch --ignore-changes --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" "${env_args[@]}" >"$LOGS/watch.log" 2>&1 &
@@ -55,8 +56,9 @@ listening "$WATCH_PORT" || fail "cargo lambda watch did not start"
 
 invoke() { job webtoon-sync "$1"; }
 devtools() { target/debug/devtools "$@"; }
-# Every Kafka function's event source, until the topics have been quiet for 4 s.
-kafka_sources() { LAMBDA_INVOKE_URL="http://127.0.0.1:$WATCH_PORT" devtools kafka-sources --idle 4 2>>"$LOGS/kafka-sources.log"; }
+triggers() { LAMBDA_INVOKE_URL="http://127.0.0.1:$WATCH_PORT" target/debug/local-triggers "$@" 2>>"$LOGS/local-triggers.log"; }
+# Every function's queues and topics, until they have been quiet for 4 s.
+sources() { triggers sources --idle 4; }
 counter_key() { echo "budget:spent:{$1}:$(TZ=Asia/Seoul date +%Y%m%d)"; }
 job() {
   cargo lambda invoke "$1" --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" --data-file "events/$2" --output-format json \
@@ -100,10 +102,12 @@ failures() { python3 -c 'import json,sys; print(" ".join(sorted(f["itemIdentifie
 outcomes() { python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["outcome"] for l in sys.stdin if l.strip())))'; }
 
 if [ "$MODE" = demo ]; then
-  for event in webtoon-sync-create.json webtoon-sync-update.json webtoon-sync-mixed-batch.json; do
-    printf '\n$ cargo lambda invoke webtoon-sync --data-file events/%s\n' "$event"
-    invoke "$event"; echo
-  done
+  printf '\n$ the webtoon requests of events/ sent to the local queues, as a producer would\n'
+  peek send WebtoonCreateRequestQueue events/webtoon-sync-create.json
+  peek send WebtoonUpdateRequestQueue events/webtoon-sync-update.json
+  peek send WebtoonCreateRequestQueue events/webtoon-sync-mixed-batch.json
+  printf '\n$ local-triggers sources --idle 4   (each queue and topic delivered to its function)\n'
+  sources
   printf '\n== PostgreSQL (database %s)\n' "${DB_NAME:-adworkers}"
   psql -d "${DB_NAME:-adworkers}" -X -P pager=off -c \
     "SELECT w.id, w.platform, w.external_id, w.title, w.status, w.rating,
@@ -120,8 +124,8 @@ if [ "$MODE" = demo ]; then
   seed_campaigns
   seed_coupons
   devtools produce-samples
-  printf '\n$ devtools kafka-sources --idle 4   (consume, invoke through cargo lambda watch, commit)\n'
-  kafka_sources
+  printf '\n$ local-triggers sources --idle 4   (consume, invoke through cargo lambda watch, commit)\n'
+  sources
   psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
     -c "SELECT campaign_id, window_size, window_start, impressions, clicks, conversions, cost_micros FROM performance_metrics ORDER BY 1, 2, 3" \
     -c "SELECT campaign_id, score, computed_at FROM quality_scores ORDER BY 1" \
@@ -134,12 +138,12 @@ if [ "$MODE" = demo ]; then
   printf '== Redis\n'
   for c in 12346; do echo "  $(counter_key $c) = $(redis-cli -u "$REDIS_URL" GET "$(counter_key $c)")"; done
   echo "  budget:status:{12347} = $(redis-cli -u "$REDIS_URL" GET 'budget:status:{12347}')"
-  printf '\n== scheduled jobs for 2026-11-20 (what EventBridge Scheduler would run at 02:00, 03:00, 04:00 KST)\n'
+  printf '\n== scheduled jobs for 2026-11-20, fired by the scheduler source as at 02:00, 03:00 and 04:00 KST on the 21st\n'
   seed_sample_day
-  for run in "daily-rollup daily-rollup.json" "budget-settlement budget-settlement-date.json" "retention retention-dry-run.json"; do
+  for run in "daily-rollup 02" "budget-settlement 03" "retention 04"; do
     set -- $run
-    printf '\n$ cargo lambda invoke %s --data-file events/%s\n' "$1" "$2"
-    job "$1" "$2"; echo
+    printf '\n$ local-triggers schedule fire %s --at 2026-11-21T%s:00:00+09:00\n' "$1" "$2"
+    triggers schedule fire "$1" --at "2026-11-21T$2:00:00+09:00" --retry-delay 5
   done
   psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
     -c "SELECT campaign_id, stat_date, impressions, clicks, cost_micros, hours FROM campaign_daily_stats WHERE stat_date = '2026-11-20' ORDER BY 1" \
@@ -175,14 +179,14 @@ expected="0c0e7f4e-1b2a-4d3c-9e8f-000000000004 0c0e7f4e-1b2a-4d3c-9e8f-000000000
 grep -q "message rejected" "$LOGS/watch.log" || fail "poison messages were not logged with a reason"
 
 # ---- Kafka: produced -> consumed -> invoked -> committed, through the local event sources
-kafka_sources >/dev/null  # whatever earlier runs left on the topics
+sources >/dev/null  # whatever earlier runs left on the queues and topics
 sql "TRUNCATE performance_metrics, quality_scores, quality_score_history, budget_sync_accuracy, campaign_pauses, kafka_dead_letters, coupon_issue_outcomes, user_coupons" >/dev/null
 seed_campaigns
 seed_coupons
 devtools produce-samples >/dev/null
-consumed=$(kafka_sources)
-for expected in "performance-metrics 6 records" "quality-score 6 records" "budget-sync 4 records" "coupon-issue 8 records"; do
-  tr -s ' ' <<<"$consumed" | grep -q "$expected" || fail "kafka sources: expected '$expected' in: $consumed"
+consumed=$(sources)
+for expected in "performance-metrics Kafka: 6 records" "quality-score Kafka: 6 records" "budget-sync Kafka: 4 records" "coupon-issue Kafka: 8 records"; do
+  grep -q "$expected" <<<"$consumed" || fail "kafka sources: expected '$expected' in: $consumed"
 done
 [ "$(sql "SELECT count(*) FROM performance_metrics")" = 3 ] || fail "performance windows not stored"
 [ "$(sql "SELECT string_agg(campaign_id || '=' || score, ' ' ORDER BY campaign_id) FROM quality_scores")" = "2001=6.1 2002=5" ] \
@@ -197,8 +201,8 @@ done
 [ "$(sql "SELECT count(*) FROM kafka_dead_letters WHERE consumer = 'coupon-issue-group'")" = 1 ] \
   || fail "the malformed coupon request was not dead-lettered"
 # Committed: the groups have nothing left to read.
-again=$(kafka_sources)
-[ "$(tr -s ' ' <<<"$again" | grep -c " 0 records")" = 4 ] || fail "offsets not committed: $again"
+again=$(sources)
+[ "$(grep -c "Kafka: 0 records" <<<"$again")" = 4 ] || fail "offsets not committed: $again"
 # The same requests again, from the file: every id is decided, nothing changes.
 out=$(job coupon-issue coupon-issue.json)
 [ "$(field applied <<<"$out") $(field rejected <<<"$out")" = "0 1" ] || fail "coupon-issue replay: $out"
@@ -214,7 +218,8 @@ out=$(job daily-rollup daily-rollup-date.json)
 [ "$(sql "SELECT string_agg(campaign_id || ' ' || metric, ',') FROM rollup_reviews WHERE stat_date = '2026-11-20'")" = "12346 impressions" ] \
   || fail "daily-rollup did not open the review of 12346"
 rolled=$(sql "SELECT md5(string_agg(t::text, '|' ORDER BY t.campaign_id)) FROM (SELECT campaign_id, impressions, clicks, hours FROM campaign_daily_stats) t")
-out=$(job daily-rollup daily-rollup.json)  # the scheduled form names the same day
+# The scheduled form, fired by the scheduler source as at 02:00 KST on the 21st: the same day.
+out=$(triggers schedule fire daily-rollup --at 2026-11-21T02:00:00+09:00 | sed -n 's/^daily-rollup: ran at attempt 1: //p')
 [ "$(field target_date <<<"$out") $(field new_reviews <<<"$out")" = "2026-11-20 0" ] || fail "scheduled daily-rollup: $out"
 [ "$(sql "SELECT md5(string_agg(t::text, '|' ORDER BY t.campaign_id)) FROM (SELECT campaign_id, impressions, clicks, hours FROM campaign_daily_stats) t")" = "$rolled" ] \
   || fail "re-running daily-rollup changed its rows"

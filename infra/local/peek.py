@@ -4,6 +4,8 @@ names (from .stack/resources.json, written by provision.py).
 
   peek.py drain QUEUE        print each message body on the queue (one JSON per line), deleting it
   peek.py objects BUCKET     print the bucket's keys with their sizes
+  peek.py send QUEUE FILE    send the bodies of an SQS event file's records to the queue, as a
+                             producer would
 """
 import json
 import os
@@ -36,6 +38,12 @@ def main(command, *names):
         listed = client("s3").list_objects_v2(Bucket=RESOURCES[names[0]])
         for item in listed.get("Contents", []):
             print(f"{item['Key']}  {item['Size']} bytes")
+    elif command == "send":
+        sqs, url = client("sqs"), RESOURCES[names[0]]
+        records = json.loads((ROOT / names[1]).read_text())["Records"]
+        for record in records:
+            sqs.send_message(QueueUrl=url, MessageBody=record["body"])
+        print(f"  {len(records)} messages sent to {url.rsplit('/', 1)[-1]}")
     else:
         sys.exit(__doc__)
 

@@ -4,7 +4,7 @@
 
 mod budget_sync;
 mod coupon_issue;
-mod kafka_source;
+mod local_triggers;
 mod performance_metrics;
 mod properties;
 mod quality_score;

@@ -2,8 +2,6 @@
 //!
 //! - `migrate`: applies infra/migrations to $DATABASE_URL (used by `make up` and by deploy
 //!   pipelines before a new version of the functions goes live).
-//! - `kafka-sources`: the local MSK event sources of every function in template.yaml, invoking
-//!   `cargo lambda watch` at $LAMBDA_INVOKE_URL.
 //! - `produce-samples`: produces the records of the Kafka sample events in events/ to their
 //!   topics on $KAFKA_BROKERS, stamped now.
 //! - `redrive`: replays a dead-letter topic's records to the topic they came from (see
@@ -15,11 +13,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use clap::{Parser, Subcommand};
-use devtools::kafka_source::{self, Endpoints};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgPoolOptions;
 
@@ -45,24 +42,6 @@ enum Command {
     Migrate {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
-    },
-    /// Run the local MSK event sources of every function in template.yaml.
-    KafkaSources {
-        /// Stop once no record came for this many seconds (without: run until stopped).
-        #[arg(long, value_name = "SECS")]
-        idle: Option<f64>,
-        /// Only this function's event sources.
-        #[arg(long, value_name = "FUNCTION")]
-        only: Option<String>,
-        #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
-        brokers: String,
-        /// Where `cargo lambda watch` takes invocations.
-        #[arg(
-            long,
-            env = "LAMBDA_INVOKE_URL",
-            default_value = "http://127.0.0.1:9000"
-        )]
-        invoke_url: String,
     },
     /// Produce the records of the Kafka sample events in events/, stamped now.
     ProduceSamples {
@@ -93,18 +72,6 @@ fn repo_root() -> PathBuf {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Migrate { database_url } => migrate(&database_url).await,
-        Command::KafkaSources {
-            idle,
-            only,
-            brokers,
-            invoke_url,
-        } => {
-            let endpoints = Endpoints {
-                brokers,
-                invoke_base: invoke_url,
-            };
-            kafka_sources(idle.map(Duration::from_secs_f64), only, &endpoints).await
-        }
         Command::ProduceSamples { brokers } => produce_samples(&brokers).await,
         Command::Redrive { dlq, group } => {
             let group = group.unwrap_or_else(|| format!("{dlq}-redrive"));
@@ -130,34 +97,6 @@ async fn migrate(database_url: &str) -> anyhow::Result<()> {
     let migrator = adapters::db::migrator(&repo_root().join("infra/migrations")).await?;
     migrator.run(&pool).await.context("apply migrations")?;
     println!("  migrations applied ({} known)", migrator.iter().count());
-    Ok(())
-}
-
-async fn kafka_sources(
-    idle: Option<Duration>,
-    only: Option<String>,
-    endpoints: &Endpoints,
-) -> anyhow::Result<()> {
-    let sources: Vec<_> =
-        kafka_source::sources_from_template(&repo_root().join(".stack/template.local.json"))?
-            .into_iter()
-            .filter(|s| only.as_ref().is_none_or(|f| *f == s.function))
-            .collect();
-    if sources.is_empty() {
-        bail!("no MSK event source in template.yaml matches");
-    }
-    let runs = sources
-        .iter()
-        .map(|source| kafka_source::run(source, endpoints, idle));
-    for (source, stats) in sources
-        .iter()
-        .zip(futures::future::try_join_all(runs).await?)
-    {
-        println!(
-            "  {:<20} {} records in {} batches, {} failed invocations retried",
-            source.function, stats.records, stats.batches, stats.failed_invocations
-        );
-    }
     Ok(())
 }
 

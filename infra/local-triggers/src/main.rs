@@ -1,0 +1,258 @@
+//! `local-triggers`: Lambda's event sources for a SAM template, run locally. `--help` on every
+//! command says what it does; exit status 0 is success, 1 a failure the output explains, 2 a
+//! command line that needs correcting.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use local_triggers::invoke::Invoker;
+use local_triggers::scheduler::{self, Account, Backoff, Fired};
+use local_triggers::template::Sources;
+use local_triggers::{msk, sqs};
+
+/// Lambda's event sources (SQS, MSK, EventBridge Scheduler) for a SAM template, run locally
+/// against `cargo lambda watch`.
+#[derive(Parser)]
+#[command(name = "local-triggers", version)]
+struct Cli {
+    /// The template in JSON (this project's `make up` writes it from template.yaml).
+    #[arg(long, global = true, default_value = ".stack/template.local.json")]
+    template: PathBuf,
+    /// The stack's resources: a JSON object from logical id to physical id (queue URL, ARN).
+    #[arg(long, global = true, default_value = ".stack/resources.json")]
+    resources: PathBuf,
+    /// Where `cargo lambda watch` takes invocations.
+    #[arg(
+        long,
+        global = true,
+        env = "LAMBDA_INVOKE_URL",
+        default_value = "http://127.0.0.1:9000"
+    )]
+    invoke_url: String,
+    /// The Kafka brokers the MSK sources read.
+    #[arg(
+        long,
+        global = true,
+        env = "KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    brokers: String,
+    /// The account id written into ARNs (moto's default).
+    #[arg(long, global = true, default_value = "123456789012")]
+    account_id: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every SQS, MSK and schedule source of every function, one line per delivery.
+    Sources {
+        /// Only this function's sources (the last segment of its CodeUri).
+        #[arg(long, value_name = "FUNCTION")]
+        only: Option<String>,
+        /// Stop once the queues and topics have been quiet this many seconds (without: run
+        /// until stopped). Schedules stop with them.
+        #[arg(long, value_name = "SECS")]
+        idle: Option<f64>,
+        /// Seconds before each asynchronous retry of a failed scheduled run (Lambda: 60, then
+        /// 120).
+        #[arg(long, value_name = "SECS")]
+        retry_delay: Option<f64>,
+    },
+    /// Scheduler's side alone.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Subcommand)]
+enum ScheduleCommand {
+    /// Each schedule with its next firing.
+    List,
+    /// Fire a function's schedule once, as if at the given time, with the template's retries.
+    Fire {
+        /// The function (the last segment of its CodeUri).
+        function: String,
+        /// The instant it fires at, RFC 3339 (e.g. 2026-11-21T02:00:00+09:00).
+        #[arg(long)]
+        at: DateTime<Utc>,
+        /// The schedule event's name, when the function has more than one.
+        #[arg(long)]
+        event: Option<String>,
+        /// Seconds before each asynchronous retry of a failed run (Lambda: 60, then 120).
+        #[arg(long, value_name = "SECS")]
+        retry_delay: Option<f64>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("local-triggers: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let sources = Sources::read(&cli.template, &cli.resources)?;
+    let invoker = Invoker::new(&cli.invoke_url)?;
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs_client = aws_sdk_sqs::Client::new(&sdk);
+    let account = Account {
+        region: sdk
+            .region()
+            .map_or_else(|| "us-east-1".to_owned(), ToString::to_string),
+        account_id: cli.account_id.clone(),
+    };
+    let backoff = |retry_delay: Option<f64>| match retry_delay {
+        Some(secs) => Backoff {
+            run_retries: vec![Duration::from_secs_f64(secs)],
+            delivery_retry: Duration::from_secs_f64(secs),
+        },
+        None => Backoff::default(),
+    };
+    match cli.command {
+        Command::Sources {
+            only,
+            idle,
+            retry_delay,
+        } => {
+            let sources = match &only {
+                Some(function) => sources.only(function),
+                None => sources,
+            };
+            anyhow::ensure!(
+                !sources.is_empty(),
+                "no SQS, MSK or ScheduleV2 event in {} matches{}",
+                cli.template.display(),
+                only.map(|f| format!(" --only {f}")).unwrap_or_default()
+            );
+            let idle = idle.map(Duration::from_secs_f64);
+            let backoff = backoff(retry_delay);
+            let label = |function: &str, event: &str| format!("{function} {event}");
+            let queues = sources.sqs.iter().map(|s| async {
+                let tally = sqs::run(s, &sqs_client, &invoker, idle).await?;
+                Ok::<_, anyhow::Error>((label(&s.function, &s.event), tally))
+            });
+            let topics = sources.msk.iter().map(|s| async {
+                let tally = msk::run(s, &cli.brokers, &invoker, idle).await?;
+                Ok::<_, anyhow::Error>((label(&s.function, &s.event), tally))
+            });
+            let schedules = sources.schedules.iter().map(|s| async {
+                let tally = scheduler::run(s, &invoker, &sqs_client, &account, &backoff).await?;
+                Ok::<_, anyhow::Error>((label(&s.function, &s.event), tally))
+            });
+            let streams = async {
+                let (queues, topics) = futures::future::try_join(
+                    futures::future::try_join_all(queues),
+                    futures::future::try_join_all(topics),
+                )
+                .await?;
+                Ok::<_, anyhow::Error>(queues.into_iter().chain(topics).collect::<Vec<_>>())
+            };
+            let tallies = if sources.sqs.is_empty() && sources.msk.is_empty() && idle.is_some() {
+                // Schedules alone with --idle: nothing to be quiet; stop after the idle time.
+                let quiet = idle.unwrap_or_default();
+                tokio::select! {
+                    done = futures::future::try_join_all(schedules) => done?,
+                    () = tokio::time::sleep(quiet) => Vec::new(),
+                }
+            } else if idle.is_some() {
+                // Schedules stop with the queues and topics.
+                tokio::select! {
+                    done = streams => done?,
+                    done = futures::future::try_join_all(schedules) => done?,
+                }
+            } else {
+                let (streams, schedules) =
+                    futures::future::try_join(streams, futures::future::try_join_all(schedules))
+                        .await?;
+                streams.into_iter().chain(schedules).collect()
+            };
+            for (source, tally) in &tallies {
+                println!(
+                    "{source}: {} records in {} deliveries, {} failed invocations",
+                    tally.records, tally.deliveries, tally.failed_invocations
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedule(ScheduleCommand::List) => {
+            let now = Utc::now();
+            for s in &sources.schedules {
+                let next = s
+                    .schedule
+                    .next_after(now, now)
+                    .map_or_else(|| "never".to_owned(), |at| at.to_rfc3339());
+                println!(
+                    "{} {}: {} ({}) next {next}",
+                    s.function, s.event, s.schedule.expression, s.schedule.zone
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedule(ScheduleCommand::Fire {
+            function,
+            at,
+            event,
+            retry_delay,
+        }) => {
+            let source = sources
+                .schedules
+                .iter()
+                .find(|s| s.function == function && event.as_ref().is_none_or(|e| *e == s.event))
+                .with_context(|| {
+                    format!("{function} has no ScheduleV2 event{} in the template (see `schedule list`)",
+                        event.as_ref().map(|e| format!(" named {e}")).unwrap_or_default())
+                })?;
+            let (fired, _) = scheduler::fire(
+                source,
+                at,
+                &invoker,
+                &sqs_client,
+                &account,
+                &backoff(retry_delay),
+            )
+            .await?;
+            Ok(match fired {
+                Fired::Ran { attempt, returned } => {
+                    println!("{function}: ran at attempt {attempt}: {returned}");
+                    ExitCode::SUCCESS
+                }
+                Fired::Failed {
+                    attempts,
+                    error,
+                    parked,
+                } => {
+                    println!(
+                        "{function}: failed {attempts} times{}: {error}",
+                        if parked {
+                            "; invocation record sent to the on-failure destination"
+                        } else {
+                            ""
+                        }
+                    );
+                    ExitCode::FAILURE
+                }
+                Fired::Undelivered { error, parked } => {
+                    println!(
+                        "{function}: not delivered{}: {error}",
+                        if parked {
+                            "; event sent to the schedule's dead-letter queue"
+                        } else {
+                            ""
+                        }
+                    );
+                    ExitCode::FAILURE
+                }
+            })
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! The local event sources (`local-triggers`) against the real broker and the local AWS
+//! endpoint. MSK: records produced to a topic are consumed, handed to the function as
+//! `KafkaEvent` batches over the Lambda invoke API, and committed only after the invocation
+//! succeeded; the "function" is an invoke endpoint that runs performance-metrics' real handler
+//! against a database of the test's own, and fails its first invocation. SQS and Scheduler:
+//! the function is a wiremock invoke endpoint that answers as the test decides.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use integration_tests::{TestAws, TestDb, create_topics, kafka_brokers, repo_root, unique};
+use local_triggers::invoke::Invoker;
+use local_triggers::msk;
+use local_triggers::template::{MskSource, Sources};
+use performance_metrics::{CONSUMER, Deps, handle};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Reads one HTTP request's body (the invoke API sends a Content-Length).
+async fn read_body(socket: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0_u8; 16 * 1024];
+    loop {
+        let n = socket.read(&mut chunk).await?;
+        anyhow::ensure!(n > 0, "connection closed mid-request");
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if buf.len() >= end + 4 + length {
+            return Ok(buf[end + 4..end + 4 + length].to_vec());
+        }
+    }
+}
+
+/// An invoke endpoint for performance-metrics; returns its base URL and invocation counter.
+async fn function_endpoint(deps: Arc<Deps>) -> anyhow::Result<(String, Arc<AtomicUsize>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let deps = Arc::clone(&deps);
+            let call = counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (status, body) = match read_body(&mut socket).await {
+                    // The first invocation fails, as a function would on a transient error.
+                    Ok(_) if call == 0 => (
+                        200,
+                        json!({"errorType": "Retryable", "errorMessage": "database unreachable"}),
+                    ),
+                    Ok(body) => match serde_json::from_slice(&body) {
+                        Ok(event) => match handle(event, &deps).await {
+                            Ok(summary) => (200, json!(summary)),
+                            Err(err) => (
+                                200,
+                                json!({"errorType": err.kind(), "errorMessage": err.to_string()}),
+                            ),
+                        },
+                        Err(err) => (400, json!({"errorMessage": err.to_string()})),
+                    },
+                    Err(err) => (400, json!({"errorMessage": err.to_string()})),
+                };
+                let body = body.to_string();
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(body.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    Ok((base, calls))
+}
+
+#[tokio::test]
+async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let topic = unique("t-performance-metrics-");
+    create_topics(&[&topic, &format!("{topic}-dlq")]).await?;
+    let deps = Arc::new(Deps {
+        db: db.pool.clone(),
+        dead_letters: integration_tests::dead_letters(&db.pool, CONSUMER)?,
+    });
+    let (invoke_base, calls) = function_endpoint(Arc::clone(&deps)).await?;
+
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()?;
+    for minute in 0..7 {
+        let value = json!({
+            "campaign_id": 1, "advertiser_id": 2, "window_size": "1m",
+            "window_start": format!("2026-11-20T10:{minute:02}:00Z"),
+            "impressions": 100, "clicks": 10, "conversions": 1, "cost": 2.5,
+        })
+        .to_string();
+        producer
+            .send(
+                FutureRecord::to(&topic).key("1").payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(err, _)| err)?;
+    }
+
+    let source = MskSource {
+        function: "performance-metrics".to_owned(),
+        event: "Stream".to_owned(),
+        topics: vec![topic.clone()],
+        group: unique("g-"),
+        batch_size: 3,
+        window: Duration::from_millis(300),
+        from_start: true,
+    };
+    let invoker = Invoker::new(&invoke_base)?;
+    let tally = msk::run(
+        &source,
+        &kafka_brokers(),
+        &invoker,
+        Some(Duration::from_secs(3)),
+    )
+    .await?;
+    assert_eq!(tally.taken, 7, "{tally:?}");
+    assert_eq!(
+        tally.deliveries, 4,
+        "batches of at most 3, one retried: {tally:?}"
+    );
+    assert_eq!(tally.failed_invocations, 1, "the failed batch was retried");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        db.count("SELECT count(*) FROM performance_metrics").await?,
+        7
+    );
+
+    // The group's offsets were committed: running it again delivers nothing.
+    let again = msk::run(
+        &source,
+        &kafka_brokers(),
+        &invoker,
+        Some(Duration::from_secs(3)),
+    )
+    .await?;
+    assert_eq!(again.records, 0, "{again:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    Ok(())
+}
+
+/// The local sources are read from the template as `make up` expanded it, resolved through
+/// the stack's resources: one per SQS, MSK and ScheduleV2 event.
+#[test]
+fn the_template_declares_every_trigger() -> anyhow::Result<()> {
+    let sources = Sources::read(
+        &repo_root().join(".stack/template.local.json"),
+        &repo_root().join(".stack/resources.json"),
+    )?;
+    let budget = sources
+        .msk
+        .iter()
+        .find(|s| s.function == "budget-sync")
+        .context("budget-sync source")?;
+    assert_eq!(budget.topics, ["budget-management"]);
+    assert_eq!(budget.group, "budget-sync-processor");
+    assert_eq!(budget.batch_size, 1000);
+    assert_eq!(budget.window, Duration::from_secs(1));
+    assert!(budget.from_start);
+    let mut functions: Vec<&str> = sources.msk.iter().map(|s| s.function.as_str()).collect();
+    functions.sort_unstable();
+    assert_eq!(
+        functions,
+        [
+            "budget-sync",
+            "coupon-issue",
+            "performance-metrics",
+            "quality-score"
+        ]
+    );
+    let queues: Vec<(&str, usize, bool)> = sources
+        .sqs
+        .iter()
+        .map(|s| (s.function.as_str(), s.batch_size, s.report_item_failures))
+        .collect();
+    assert_eq!(
+        queues,
+        [("webtoon-sync", 10, true), ("webtoon-sync", 10, true)]
+    );
+    assert!(sources.sqs.iter().all(|s| s.queue_url.starts_with("http")));
+    let mut jobs: Vec<(&str, String)> = sources
+        .schedules
+        .iter()
+        .map(|s| (s.function.as_str(), s.schedule.expression.clone()))
+        .collect();
+    jobs.sort();
+    assert_eq!(
+        jobs,
+        [
+            ("budget-settlement", "cron(0 3 * * ? *)".to_owned()),
+            ("daily-rollup", "cron(0 2 * * ? *)".to_owned()),
+            ("retention", "cron(0 4 * * ? *)".to_owned()),
+        ]
+    );
+    assert!(
+        sources
+            .schedules
+            .iter()
+            .all(|s| s.invoke.dead_letter_url.is_some())
+    );
+    Ok(())
+}
+
+/// A wiremock invoke endpoint for a function named `worker`: each invocation's event is
+/// answered by `answer`.
+async fn worker_endpoint(
+    answer: impl Fn(&serde_json::Value) -> serde_json::Value + Send + Sync + 'static,
+) -> wiremock::MockServer {
+    use wiremock::matchers::{method, path};
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/2015-03-31/functions/worker/invocations"))
+        .respond_with(move |request: &wiremock::Request| {
+            let event: serde_json::Value =
+                serde_json::from_slice(&request.body).unwrap_or_default();
+            wiremock::ResponseTemplate::new(200).set_body_json(answer(&event))
+        })
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The bodies of every SQS record the endpoint was invoked with, in order.
+async fn delivered_bodies(server: &wiremock::MockServer) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for request in server.received_requests().await.unwrap_or_default() {
+        let event: serde_json::Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        for record in event["Records"].as_array().into_iter().flatten() {
+            bodies.push(record["body"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    bodies
+}
+
+/// A queue with a one-second visibility timeout and a dead-letter queue after
+/// `max_receives`; returns both URLs.
+async fn queue_with_dlq(aws: &TestAws, max_receives: u32) -> anyhow::Result<(String, String)> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let dlq = aws
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}-worker-dlq", aws.prefix))
+        .send()
+        .await?
+        .queue_url
+        .context("DLQ URL")?;
+    let dlq_arn = aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("DLQ ARN")?;
+    let queue = aws
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}-worker", aws.prefix))
+        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string(),
+        )
+        .send()
+        .await?
+        .queue_url
+        .context("queue URL")?;
+    Ok((queue, dlq))
+}
+
+async fn send(aws: &TestAws, queue: &str, bodies: &[&str]) -> anyhow::Result<()> {
+    for body in bodies {
+        aws.sqs
+            .send_message()
+            .queue_url(queue)
+            .message_body(*body)
+            .send()
+            .await?;
+    }
+    Ok(())
+}
+
+async fn drain(aws: &TestAws, queue: &str) -> anyhow::Result<Vec<String>> {
+    let mut bodies = Vec::new();
+    loop {
+        let received = aws
+            .sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        let messages = received.messages.unwrap_or_default();
+        if messages.is_empty() {
+            bodies.sort();
+            return Ok(bodies);
+        }
+        for message in messages {
+            bodies.push(message.body.unwrap_or_default());
+            if let Some(handle) = message.receipt_handle {
+                aws.sqs
+                    .delete_message()
+                    .queue_url(queue)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+        }
+    }
+}
+
+fn sqs_source(queue_url: &str) -> local_triggers::template::SqsSource {
+    local_triggers::template::SqsSource {
+        function: "worker".to_owned(),
+        event: "Requests".to_owned(),
+        queue_url: queue_url.to_owned(),
+        batch_size: 10,
+        window: Duration::from_millis(500),
+        report_item_failures: true,
+        max_concurrency: 2,
+    }
+}
+
+/// ReportBatchItemFailures: the good messages are delivered once and deleted; the failures are
+/// redelivered after the visibility timeout, and past `maxReceiveCount` end in the DLQ.
+#[tokio::test]
+async fn sqs_redelivers_only_the_reported_failures_until_the_dlq_takes_them() -> anyhow::Result<()>
+{
+    let aws = TestAws::new().await?;
+    let (queue, dlq) = queue_with_dlq(&aws, 2).await?;
+    send(
+        &aws,
+        &queue,
+        &["good-1", "poison-1", "good-2", "good-3", "poison-2"],
+    )
+    .await?;
+    let server = worker_endpoint(|event| {
+        let failures: Vec<serde_json::Value> = event["Records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["body"].as_str().is_some_and(|b| b.starts_with("poison")))
+            .map(|r| json!({"itemIdentifier": r["messageId"]}))
+            .collect();
+        json!({"batchItemFailures": failures})
+    })
+    .await;
+    let invoker = Invoker::new(&server.uri())?;
+    let tally = local_triggers::sqs::run(
+        &sqs_source(&queue),
+        &aws.sqs,
+        &invoker,
+        Some(Duration::from_secs(4)),
+    )
+    .await?;
+
+    let bodies = delivered_bodies(&server).await;
+    let times = |body: &str| bodies.iter().filter(|b| *b == body).count();
+    for good in ["good-1", "good-2", "good-3"] {
+        assert_eq!(times(good), 1, "{good} delivered once: {bodies:?}");
+    }
+    for poison in ["poison-1", "poison-2"] {
+        assert_eq!(
+            times(poison),
+            2,
+            "{poison} delivered maxReceiveCount times: {bodies:?}"
+        );
+    }
+    assert_eq!(tally.taken, 3, "{tally:?}");
+    assert_eq!(tally.failed_invocations, 0);
+    assert!(
+        drain(&aws, &queue).await?.is_empty(),
+        "nothing left on the queue"
+    );
+    assert_eq!(drain(&aws, &dlq).await?, ["poison-1", "poison-2"]);
+    Ok(())
+}
+
+/// A failed invocation deletes nothing: the whole batch comes back and is never skipped.
+#[tokio::test]
+async fn sqs_retries_a_failed_invocation_and_never_skips_it() -> anyhow::Result<()> {
+    let aws = TestAws::new().await?;
+    let (queue, dlq) = queue_with_dlq(&aws, 5).await?;
+    send(&aws, &queue, &["a", "b", "c"]).await?;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let server = worker_endpoint(move |_| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            json!({"errorType": "Retryable", "errorMessage": "database unreachable"})
+        } else {
+            json!({"batchItemFailures": []})
+        }
+    })
+    .await;
+    let invoker = Invoker::new(&server.uri())?;
+    let tally = local_triggers::sqs::run(
+        &sqs_source(&queue),
+        &aws.sqs,
+        &invoker,
+        Some(Duration::from_secs(4)),
+    )
+    .await?;
+    let mut bodies = delivered_bodies(&server).await;
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        ["a", "a", "b", "b", "c", "c"],
+        "delivered, failed, delivered again"
+    );
+    assert_eq!((tally.failed_invocations, tally.taken), (1, 3), "{tally:?}");
+    assert!(drain(&aws, &queue).await?.is_empty());
+    assert!(drain(&aws, &dlq).await?.is_empty());
+    Ok(())
+}
+
+/// The template's nightly rollup fired as if at 02:00 in Seoul on 21 November: its input names
+/// the instant in UTC. A run that keeps failing is tried 1 + MaximumRetryAttempts times, then
+/// its invocation record goes to the on-failure destination.
+#[tokio::test]
+async fn a_schedule_fires_with_its_input_and_parks_a_run_that_keeps_failing() -> anyhow::Result<()>
+{
+    use local_triggers::scheduler::{self, Account, Backoff, Fired};
+    let aws = TestAws::new().await?;
+    let sources = Sources::read(
+        &repo_root().join(".stack/template.local.json"),
+        &repo_root().join(".stack/resources.json"),
+    )?;
+    let mut nightly = sources
+        .schedules
+        .iter()
+        .find(|s| s.function == "daily-rollup")
+        .context("daily-rollup's schedule")?
+        .clone();
+    nightly.function = "worker".to_owned();
+    let (parked, _) = queue_with_dlq(&aws, 5).await?;
+    nightly.invoke.dead_letter_url = Some(parked.clone());
+    let account = Account {
+        region: "ap-northeast-2".to_owned(),
+        account_id: "123456789012".to_owned(),
+    };
+    let backoff = Backoff {
+        run_retries: vec![Duration::from_millis(10)],
+        delivery_retry: Duration::from_millis(10),
+    };
+    let at: chrono::DateTime<chrono::Utc> = "2026-11-21T02:00:00+09:00".parse()?;
+
+    let ok = worker_endpoint(|event| json!({"received": event})).await;
+    let (fired, _) = scheduler::fire(
+        &nightly,
+        at,
+        &Invoker::new(&ok.uri())?,
+        &aws.sqs,
+        &account,
+        &backoff,
+    )
+    .await?;
+    assert_eq!(
+        fired,
+        Fired::Ran {
+            attempt: 1,
+            returned: json!({"received": {"scheduled_time": "2026-11-20T17:00:00Z"}})
+        }
+    );
+
+    let failing =
+        worker_endpoint(|_| json!({"errorType": "Retryable", "errorMessage": "database down"}))
+            .await;
+    let (fired, tally) = scheduler::fire(
+        &nightly,
+        at,
+        &Invoker::new(&failing.uri())?,
+        &aws.sqs,
+        &account,
+        &backoff,
+    )
+    .await?;
+    assert!(
+        matches!(
+            &fired,
+            Fired::Failed {
+                attempts: 3,
+                parked: true,
+                ..
+            }
+        ),
+        "{fired:?}"
+    );
+    assert_eq!(tally.failed_invocations, 3);
+    let records = drain(&aws, &parked).await?;
+    assert_eq!(records.len(), 1);
+    let record: serde_json::Value = serde_json::from_str(&records[0])?;
+    assert_eq!(record["requestContext"]["condition"], "RetriesExhausted");
+    assert_eq!(
+        record["requestPayload"]["scheduled_time"],
+        "2026-11-20T17:00:00Z"
+    );
+    assert_eq!(record["responsePayload"]["errorMessage"], "database down");
+    Ok(())
+}
