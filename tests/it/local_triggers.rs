@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use integration_tests::{TestAws, TestDb, create_topics, kafka_brokers, repo_root, unique};
 use local_triggers::invoke::Invoker;
 use local_triggers::msk;
-use local_triggers::template::{MskSource, Sources};
+use local_triggers::template::{MskErrorHandling, MskSource, Sources};
 use performance_metrics::{CONSUMER, Deps, handle};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
@@ -124,12 +124,15 @@ async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow:
         batch_size: 3,
         window: Duration::from_millis(300),
         from_start: true,
+        on_error: MskErrorHandling::default(),
     };
     let invoker = Invoker::new(&invoke_base)?;
+    let aws = TestAws::new().await?;
     let tally = msk::run(
         &source,
         &kafka_brokers(),
         &invoker,
+        &aws.sqs,
         Some(Duration::from_secs(3)),
     )
     .await?;
@@ -150,6 +153,7 @@ async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow:
         &source,
         &kafka_brokers(),
         &invoker,
+        &aws.sqs,
         Some(Duration::from_secs(3)),
     )
     .await?;
@@ -516,5 +520,128 @@ async fn a_schedule_fires_with_its_input_and_parks_a_run_that_keeps_failing() ->
         "2026-11-20T17:00:00Z"
     );
     assert_eq!(record["responsePayload"]["errorMessage"], "database down");
+    Ok(())
+}
+
+/// The template's provisioned-mode error handling: a batch with a record the function fails
+/// on is split until that record is alone, retried `MaximumRetryAttempts` times, then
+/// discarded with its record on the on-failure queue; a record older than
+/// `MaximumRecordAgeInSeconds` is discarded unsent; the rest is taken once and committed. The
+/// producer compresses with zstd, which the source must read.
+#[tokio::test]
+async fn msk_bisects_retries_and_parks_what_it_discards() -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let aws = TestAws::new().await?;
+    let (parked, _) = queue_with_dlq(&aws, 5).await?;
+    let topic = unique("t-worker-");
+    create_topics(&[&topic]).await?;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("compression.codec", "zstd")
+        .create()?;
+    let hours_ago = chrono::Utc::now().timestamp_millis() - 2 * 3_600_000;
+    for (value, timestamp) in [
+        ("ok-0", None),
+        ("old", Some(hours_ago)),
+        ("ok-2", None),
+        ("poison", None),
+        ("ok-4", None),
+    ] {
+        let mut record = FutureRecord::<str, str>::to(&topic)
+            .partition(0)
+            .payload(value);
+        if let Some(timestamp) = timestamp {
+            record = record.timestamp(timestamp);
+        }
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .map_err(|(err, _)| err)?;
+    }
+    let values = |event: &serde_json::Value| -> Vec<String> {
+        event["records"]
+            .as_object()
+            .into_iter()
+            .flat_map(|partitions| partitions.values())
+            .flat_map(|records| records.as_array().cloned().unwrap_or_default())
+            .filter_map(|record| {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(record["value"].as_str()?)
+                    .ok()?;
+                String::from_utf8(raw).ok()
+            })
+            .collect()
+    };
+    let server = worker_endpoint(move |event| {
+        if values(event).iter().any(|v| v == "poison") {
+            json!({"errorType": "Retryable", "errorMessage": "cannot take poison"})
+        } else {
+            json!({"ok": true})
+        }
+    })
+    .await;
+    let source = MskSource {
+        function: "worker".to_owned(),
+        event: "Kafka".to_owned(),
+        topics: vec![topic.clone()],
+        group: unique("g-"),
+        batch_size: 10,
+        window: Duration::from_millis(500),
+        from_start: true,
+        on_error: MskErrorHandling {
+            max_retries: Some(1),
+            max_record_age: Some(Duration::from_secs(3_600)),
+            bisect: true,
+            on_failure_url: Some(parked.clone()),
+        },
+    };
+    let invoker = Invoker::new(&server.uri())?;
+    let tally = msk::run(
+        &source,
+        &kafka_brokers(),
+        &invoker,
+        &aws.sqs,
+        Some(Duration::from_secs(4)),
+    )
+    .await?;
+    assert_eq!(tally.taken, 3, "ok-0, ok-2 and ok-4: {tally:?}");
+
+    let mut records = Vec::new();
+    for body in drain(&aws, &parked).await? {
+        records.push(serde_json::from_str::<serde_json::Value>(&body)?);
+    }
+    records.sort_by_key(|r| r["KafkaBatchInfo"]["offset"].as_i64());
+    let discarded: Vec<(i64, &str, i64)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["KafkaBatchInfo"]["offset"].as_i64().unwrap_or(-1),
+                r["requestContext"]["condition"]
+                    .as_str()
+                    .unwrap_or_default(),
+                r["KafkaBatchInfo"]["batchSize"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        discarded,
+        [
+            (1, "RecordAgeExceeded", 1),
+            (3, "RetryAttemptsExhausted", 1)
+        ]
+    );
+    assert_eq!(records[1]["requestContext"]["approximateInvokeCount"], 2);
+    assert_eq!(records[1]["KafkaBatchInfo"]["topic"], topic.as_str());
+
+    // Discarded is committed too: nothing is delivered again.
+    let again = msk::run(
+        &source,
+        &kafka_brokers(),
+        &invoker,
+        &aws.sqs,
+        Some(Duration::from_secs(3)),
+    )
+    .await?;
+    assert_eq!(again.records, 0, "{again:?}");
     Ok(())
 }

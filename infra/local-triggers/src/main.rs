@@ -142,7 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok::<_, anyhow::Error>((label(&s.function, &s.event), tally))
             });
             let topics = sources.msk.iter().map(|s| async {
-                let tally = msk::run(s, &cli.brokers, &invoker, idle).await?;
+                let tally = msk::run(s, &cli.brokers, &invoker, &sqs_client, idle).await?;
                 Ok::<_, anyhow::Error>((label(&s.function, &s.event), tally))
             });
             let schedules = sources.schedules.iter().map(|s| async {

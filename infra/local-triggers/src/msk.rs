@@ -3,10 +3,15 @@
 //! function as `KafkaEvent` batches, and commits the batch's offsets only once the invocation
 //! succeeded.
 //!
-//! Like a mapping without an on-failure destination, a failed batch is retried (with backoff)
-//! and never skipped: nothing is committed past a record the function has not taken.
+//! A failed batch goes through the mapping's error handling as the template configures it
+//! (provisioned mode): records older than `MaximumRecordAgeInSeconds` are discarded unsent; with
+//! `BisectBatchOnFunctionError` a failed batch is split in two and each half retried, down to
+//! the record at fault; after `MaximumRetryAttempts` retries the batch is discarded. A discarded
+//! batch's record (Lambda's invocation record with `KafkaBatchInfo`) goes to the `OnFailure`
+//! destination, and its offsets are committed. Without a limit, a failed batch is retried with
+//! backoff and never skipped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -33,6 +38,7 @@ pub async fn run(
     source: &MskSource,
     brokers: &str,
     invoker: &Invoker,
+    sqs: &aws_sdk_sqs::Client,
     idle: Option<Duration>,
 ) -> anyhow::Result<Tally> {
     // The seed's consumer settings (SPEC §2). fetch.wait.max.ms bounds how long the broker
@@ -118,50 +124,169 @@ pub async fn run(
             }
             Err(_elapsed) => {}
         }
-        let event = kafka_event(&batch, brokers);
-        deliver_until_taken(source, invoker, &event, batch.len(), &mut tally).await;
+        deliver(source, brokers, invoker, sqs, &batch, &mut tally).await?;
         commit(&consumer, &batch)?;
         batch.clear();
         batch_deadline = None;
     }
 }
 
-/// Invokes until the function takes the batch, as the mapping does; each attempt is a
-/// delivery. Backoff doubles from 1 s to 30 s (`backon`).
-async fn deliver_until_taken(
+/// Delivers a batch until every record is taken or discarded by the error handling; each
+/// invocation is a delivery.
+async fn deliver(
     source: &MskSource,
+    brokers: &str,
     invoker: &Invoker,
-    event: &Value,
-    records: usize,
+    sqs: &aws_sdk_sqs::Client,
+    batch: &[OwnedMessage],
     tally: &mut Tally,
-) {
+) -> anyhow::Result<()> {
     use backon::{BackoffBuilder as _, ExponentialBuilder};
+    let rules = &source.on_error;
+    // Infinite retries with an on-failure destination are ten, as in Lambda.
+    let max_retries = rules
+        .max_retries
+        .or(rules.on_failure_url.as_ref().map(|_| 10));
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
         .with_max_delay(Duration::from_secs(30))
         .without_max_times()
         .build();
-    loop {
-        let (invocation, took) = invoker.invoke(&source.function, event).await;
+    // Parts still to deliver, with the failed attempts each has had.
+    let mut pending: VecDeque<(Vec<OwnedMessage>, u32)> = VecDeque::from([(batch.to_vec(), 0)]);
+    while let Some((part, failures)) = pending.pop_front() {
+        if let Some(max_age) = rules.max_record_age
+            && part.iter().any(|m| age(m) > max_age)
+        {
+            // Lambda discards the expired records unsent; the rest go on.
+            let (old, fresh): (Vec<_>, Vec<_>) = part.into_iter().partition(|m| age(m) > max_age);
+            discard(source, brokers, sqs, &old, "RecordAgeExceeded", failures).await?;
+            if !fresh.is_empty() {
+                pending.push_front((fresh, failures));
+            }
+            continue;
+        }
+        let event = kafka_event(&part, brokers);
+        let (invocation, took) = invoker.invoke(&source.function, &event).await;
+        let failed = matches!(invocation, Invocation::Failed(_));
         let delivery = Delivery {
             function: &source.function,
             source: &source.event,
-            records,
-            failed: if matches!(invocation, Invocation::Failed(_)) {
-                records
-            } else {
-                0
-            },
+            records: part.len(),
+            failed: if failed { part.len() } else { 0 },
             invocation: &invocation,
             took,
         };
         delivery.print();
         tally.record(&delivery);
-        if matches!(invocation, Invocation::Returned(_)) {
-            return;
+        if !failed {
+            continue;
         }
-        tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(30))).await;
+        let failures = failures + 1;
+        if rules.bisect && part.len() > 1 {
+            // A split does not count against the retries.
+            let mut first = part;
+            let second = first.split_off(first.len() / 2);
+            pending.push_front((second, failures - 1));
+            pending.push_front((first, failures - 1));
+        } else if max_retries.is_some_and(|max| failures > max) {
+            discard(
+                source,
+                brokers,
+                sqs,
+                &part,
+                "RetryAttemptsExhausted",
+                failures,
+            )
+            .await?;
+        } else {
+            tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(30))).await;
+            pending.push_front((part, failures));
+        }
     }
+    Ok(())
+}
+
+/// How long ago the record was written.
+fn age(message: &OwnedMessage) -> Duration {
+    let written = message.timestamp().to_millis().unwrap_or_default();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    Duration::from_millis(u64::try_from(now - written).unwrap_or(0))
+}
+
+/// Gives up on `part`: its record goes to the on-failure destination, if there is one.
+async fn discard(
+    source: &MskSource,
+    brokers: &str,
+    sqs: &aws_sdk_sqs::Client,
+    part: &[OwnedMessage],
+    condition: &str,
+    attempts: u32,
+) -> anyhow::Result<()> {
+    let Some(first) = part.first() else {
+        return Ok(());
+    };
+    println!(
+        "{} {}: {} records discarded ({condition}) from {}-{} offset {}",
+        source.function,
+        source.event,
+        part.len(),
+        first.topic(),
+        first.partition(),
+        first.offset()
+    );
+    let Some(url) = &source.on_error.on_failure_url else {
+        return Ok(());
+    };
+    let record = failure_record(source, brokers, part, condition, attempts);
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(record.to_string())
+        .send()
+        .await
+        .with_context(|| format!("send the failure record to {url}"))?;
+    Ok(())
+}
+
+/// Lambda's record of a discarded Kafka batch: the invocation's context and `KafkaBatchInfo`
+/// (the first record's position and the batch's size), not the records themselves.
+pub fn failure_record(
+    source: &MskSource,
+    brokers: &str,
+    part: &[OwnedMessage],
+    condition: &str,
+    attempts: u32,
+) -> Value {
+    let first = &part[0];
+    let payload: usize = part
+        .iter()
+        .map(|m| m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len))
+        .sum();
+    json!({
+        "requestContext": {
+            "requestId": format!("{}-{}-{}", first.topic(), first.partition(), first.offset()),
+            "functionArn": format!("arn:aws:lambda:local:000000000000:function:{}", source.function),
+            "condition": condition,
+            "approximateInvokeCount": attempts,
+        },
+        "responseContext": {
+            "statusCode": 200,
+            "executedVersion": "$LATEST",
+            "functionError": "Unhandled",
+        },
+        "version": "1.0",
+        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "KafkaBatchInfo": {
+            "batchSize": part.len(),
+            "topic": first.topic(),
+            "partition": first.partition(),
+            "offset": first.offset(),
+            "bootstrapServers": brokers,
+            "payloadSize": payload,
+        },
+    })
 }
 
 /// Commits the offset after the last record of each partition in the batch.

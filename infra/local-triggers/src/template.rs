@@ -44,6 +44,21 @@ pub struct MskSource {
     pub window: Duration,
     /// `TRIM_HORIZON` reads a new group's topics from the start, `LATEST` from the end.
     pub from_start: bool,
+    /// What a failed batch goes through.
+    pub on_error: MskErrorHandling,
+}
+
+/// The mapping's error handling in provisioned mode, as the template configures it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MskErrorHandling {
+    /// `MaximumRetryAttempts`; `None` (unset or -1) retries until the batch passes.
+    pub max_retries: Option<u32>,
+    /// `MaximumRecordAgeInSeconds`; `None` (unset or -1) keeps records however old.
+    pub max_record_age: Option<Duration>,
+    /// `BisectBatchOnFunctionError`: a failed batch is split in two and each half retried.
+    pub bisect: bool,
+    /// `DestinationConfig.OnFailure`: the queue that takes the record of a discarded batch.
+    pub on_failure_url: Option<String>,
 }
 
 /// What happens to a scheduled invocation that failed (`RetryPolicy`, `DeadLetterConfig`).
@@ -148,6 +163,19 @@ impl Sources {
                         batch_size: count(&p["BatchSize"], 100),
                         window: seconds(&p["MaximumBatchingWindowInSeconds"], 0),
                         from_start: p["StartingPosition"].as_str() == Some("TRIM_HORIZON"),
+                        on_error: MskErrorHandling {
+                            max_retries: p["MaximumRetryAttempts"]
+                                .as_i64()
+                                .and_then(|n| u32::try_from(n).ok()),
+                            max_record_age: p["MaximumRecordAgeInSeconds"]
+                                .as_i64()
+                                .and_then(|n| u64::try_from(n).ok())
+                                .map(Duration::from_secs),
+                            bisect: p["BisectBatchOnFunctionError"].as_bool().unwrap_or(false),
+                            on_failure_url: stack
+                                .optional(&p["DestinationConfig"]["OnFailure"]["Destination"])
+                                .with_context(at)?,
+                        },
                     }),
                     Some("ScheduleV2") => {
                         let expression = p["ScheduleExpression"]
@@ -310,6 +338,7 @@ mod tests {
         assert!(sqs.report_item_failures);
         let msk = &sources.msk[0];
         assert_eq!((msk.batch_size, msk.from_start), (100, true));
+        assert_eq!(msk.on_error, MskErrorHandling::default());
         let nightly = &sources.schedules[0];
         assert_eq!(nightly.name, "worker-Nightly");
         assert_eq!(nightly.delivery.attempts, 3);
