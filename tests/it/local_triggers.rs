@@ -107,9 +107,18 @@ async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow:
             "impressions": 100, "clicks": 10, "conversions": 1, "cost": 2.5,
         })
         .to_string();
+        // A header with bytes of 0x80 and above, as a Java producer's trace ids have: the
+        // event carries them as signed bytes, or the function could not read the batch.
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "trace",
+            value: Some(&[0x01_u8, 0x80, 0xfe, 0xff][..]),
+        });
         producer
             .send(
-                FutureRecord::to(&topic).key("1").payload(&value),
+                FutureRecord::to(&topic)
+                    .key("1")
+                    .payload(&value)
+                    .headers(headers),
                 Duration::from_secs(10),
             )
             .await
