@@ -10,79 +10,38 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use integration_tests::{TestAws, TestDb, create_topics, kafka_brokers, repo_root, unique};
+use integration_tests::{
+    TestAws, TestDb, create_topics, invoke_endpoint, kafka_brokers, repo_root, unique,
+};
 use local_triggers::invoke::Invoker;
 use local_triggers::msk;
 use local_triggers::template::{MskErrorHandling, MskSource, Sources};
 use performance_metrics::{CONSUMER, Deps, handle};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::json;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
 
-/// Reads one HTTP request's body (the invoke API sends a Content-Length).
-async fn read_body(socket: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = [0_u8; 16 * 1024];
-    loop {
-        let n = socket.read(&mut chunk).await?;
-        anyhow::ensure!(n > 0, "connection closed mid-request");
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            continue;
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let length: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if buf.len() >= end + 4 + length {
-            return Ok(buf[end + 4..end + 4 + length].to_vec());
-        }
-    }
-}
-
-/// An invoke endpoint for performance-metrics; returns its base URL and invocation counter.
+/// An invoke endpoint for performance-metrics that fails its first invocation, as a function
+/// would on a transient error; returns its base URL and invocation counter.
 async fn function_endpoint(deps: Arc<Deps>) -> anyhow::Result<(String, Arc<AtomicUsize>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let deps = Arc::clone(&deps);
-            let call = counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let (status, body) = match read_body(&mut socket).await {
-                    // The first invocation fails, as a function would on a transient error.
-                    Ok(_) if call == 0 => (
-                        200,
-                        json!({"errorType": "Retryable", "errorMessage": "database unreachable"}),
-                    ),
-                    Ok(body) => match serde_json::from_slice(&body) {
-                        Ok(event) => match handle(event, &deps).await {
-                            Ok(summary) => (200, json!(summary)),
-                            Err(err) => (
-                                200,
-                                json!({"errorType": err.kind(), "errorMessage": err.to_string()}),
-                            ),
-                        },
-                        Err(err) => (400, json!({"errorMessage": err.to_string()})),
-                    },
-                    Err(err) => (400, json!({"errorMessage": err.to_string()})),
-                };
-                let body = body.to_string();
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = socket.write_all(head.as_bytes()).await;
-                let _ = socket.write_all(body.as_bytes()).await;
-                let _ = socket.shutdown().await;
-            });
+    let base = invoke_endpoint(move |event| {
+        let deps = Arc::clone(&deps);
+        let call = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if call == 0 {
+                return json!({"errorType": "Retryable", "errorMessage": "database unreachable"});
+            }
+            match serde_json::from_value(event) {
+                Ok(event) => match handle(event, &deps).await {
+                    Ok(summary) => json!(summary),
+                    Err(err) => json!({"errorType": err.kind(), "errorMessage": err.to_string()}),
+                },
+                Err(err) => json!({"errorType": "InvalidEvent", "errorMessage": err.to_string()}),
+            }
         }
-    });
+    })
+    .await?;
     Ok((base, calls))
 }
 
@@ -652,5 +611,61 @@ async fn msk_bisects_retries_and_parks_what_it_discards() -> anyhow::Result<()> 
     )
     .await?;
     assert_eq!(again.records, 0, "{again:?}");
+    Ok(())
+}
+
+/// The scheduler source's own loop: a one-time schedule two seconds ahead, written in Seoul's
+/// wall-clock time, fires once at that instant with it in its input, then the source ends.
+#[tokio::test]
+async fn a_schedule_in_seoul_fires_at_its_instant() -> anyhow::Result<()> {
+    use local_triggers::cron::Schedule;
+    use local_triggers::scheduler::{self, Account, Backoff};
+    let aws = TestAws::new().await?;
+    let sources = Sources::read(
+        &repo_root().join(".stack/template.local.json"),
+        &repo_root().join(".stack/resources.json"),
+    )?;
+    let mut once = sources
+        .schedules
+        .iter()
+        .find(|s| s.function == "retention")
+        .context("retention's schedule")?
+        .clone();
+    once.function = "worker".to_owned();
+    let seoul: chrono_tz::Tz = "Asia/Seoul".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let due = (chrono::Utc::now() + chrono::Duration::seconds(3))
+        .with_timezone(&seoul)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string();
+    once.schedule = Schedule::parse(&format!("at({due})"), "Asia/Seoul")?;
+    let server = worker_endpoint(|event| json!({"received": event})).await;
+    let account = Account {
+        region: "ap-northeast-2".to_owned(),
+        account_id: "123456789012".to_owned(),
+    };
+    let tally = scheduler::run(
+        &once,
+        &Invoker::new(&server.uri())?,
+        &aws.sqs,
+        &account,
+        &Backoff::default(),
+    )
+    .await?;
+    let fired_at = chrono::Utc::now();
+    assert_eq!(tally.deliveries, 1);
+    let requests = server.received_requests().await.unwrap_or_default();
+    let event: serde_json::Value = serde_json::from_slice(&requests[0].body)?;
+    let scheduled: chrono::DateTime<chrono::Utc> = event["scheduled_time"]
+        .as_str()
+        .context("scheduled_time")?
+        .parse()?;
+    let local: chrono::NaiveDateTime =
+        chrono::NaiveDateTime::parse_from_str(&due, "%Y-%m-%dT%H:%M:%S")?;
+    assert_eq!(scheduled.with_timezone(&seoul).naive_local(), local);
+    let late = fired_at.signed_duration_since(scheduled);
+    assert!(
+        late >= chrono::Duration::zero() && late < chrono::Duration::seconds(2),
+        "fired {late} after its time"
+    );
     Ok(())
 }

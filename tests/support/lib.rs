@@ -9,6 +9,7 @@ mod aws;
 mod bench;
 mod db;
 mod kafka;
+mod lambda;
 mod outages;
 mod webtoon;
 
@@ -16,6 +17,7 @@ pub use aws::*;
 pub use bench::*;
 pub use db::*;
 pub use kafka::*;
+pub use lambda::*;
 pub use outages::*;
 pub use webtoon::*;
 
