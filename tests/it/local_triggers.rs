@@ -45,6 +45,17 @@ async fn function_endpoint(deps: Arc<Deps>) -> anyhow::Result<(String, Arc<Atomi
     Ok((base, calls))
 }
 
+/// Runs the MSK source until its topic has been quiet for `idle_secs`.
+async fn consume(
+    source: &MskSource,
+    invoker: &Invoker,
+    aws: &TestAws,
+    idle_secs: u64,
+) -> anyhow::Result<local_triggers::report::Tally> {
+    let idle = Some(Duration::from_secs(idle_secs));
+    msk::run(source, &kafka_brokers(), invoker, &aws.sqs, idle).await
+}
+
 #[tokio::test]
 async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
@@ -96,14 +107,7 @@ async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow:
     };
     let invoker = Invoker::new(&invoke_base)?;
     let aws = TestAws::new().await?;
-    let tally = msk::run(
-        &source,
-        &kafka_brokers(),
-        &invoker,
-        &aws.sqs,
-        Some(Duration::from_secs(3)),
-    )
-    .await?;
+    let tally = consume(&source, &invoker, &aws, 3).await?;
     assert_eq!(tally.taken, 7, "{tally:?}");
     assert_eq!(
         tally.deliveries, 4,
@@ -117,14 +121,7 @@ async fn produced_consumed_invoked_and_committed_only_after_success() -> anyhow:
     );
 
     // The group's offsets were committed: running it again delivers nothing.
-    let again = msk::run(
-        &source,
-        &kafka_brokers(),
-        &invoker,
-        &aws.sqs,
-        Some(Duration::from_secs(3)),
-    )
-    .await?;
+    let again = consume(&source, &invoker, &aws, 3).await?;
     assert_eq!(again.records, 0, "{again:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     Ok(())
@@ -406,47 +403,56 @@ async fn sqs_retries_a_failed_invocation_and_never_skips_it() -> anyhow::Result<
     Ok(())
 }
 
+/// `function`'s schedule as the template declares it, delivered to the test's `worker`.
+fn template_schedule(function: &str) -> anyhow::Result<local_triggers::template::ScheduleSource> {
+    let sources = Sources::read(
+        &repo_root().join(".stack/template.local.json"),
+        &repo_root().join(".stack/resources.json"),
+    )?;
+    let mut schedule = sources
+        .schedules
+        .into_iter()
+        .find(|s| s.function == function)
+        .with_context(|| format!("{function}'s schedule"))?;
+    schedule.function = "worker".to_owned();
+    Ok(schedule)
+}
+
+fn local_account() -> local_triggers::scheduler::Account {
+    local_triggers::scheduler::Account {
+        region: "ap-northeast-2".to_owned(),
+        account_id: "123456789012".to_owned(),
+    }
+}
+
 /// The template's nightly rollup fired as if at 02:00 in Seoul on 21 November: its input names
 /// the instant in UTC. A run that keeps failing is tried 1 + MaximumRetryAttempts times, then
 /// its invocation record goes to the on-failure destination.
 #[tokio::test]
 async fn a_schedule_fires_with_its_input_and_parks_a_run_that_keeps_failing() -> anyhow::Result<()>
 {
-    use local_triggers::scheduler::{self, Account, Backoff, Fired};
+    use local_triggers::scheduler::{self, Backoff, Fired};
     let aws = TestAws::new().await?;
-    let sources = Sources::read(
-        &repo_root().join(".stack/template.local.json"),
-        &repo_root().join(".stack/resources.json"),
-    )?;
-    let mut nightly = sources
-        .schedules
-        .iter()
-        .find(|s| s.function == "daily-rollup")
-        .context("daily-rollup's schedule")?
-        .clone();
-    nightly.function = "worker".to_owned();
+    let mut nightly = template_schedule("daily-rollup")?;
     let (parked, _) = queue_with_dlq(&aws, 5).await?;
     nightly.invoke.dead_letter_url = Some(parked.clone());
-    let account = Account {
-        region: "ap-northeast-2".to_owned(),
-        account_id: "123456789012".to_owned(),
-    };
+    let account = local_account();
     let backoff = Backoff {
         run_retries: vec![Duration::from_millis(10)],
         delivery_retry: Duration::from_millis(10),
     };
     let at: chrono::DateTime<chrono::Utc> = "2026-11-21T02:00:00+09:00".parse()?;
 
+    let fire = |uri: String| {
+        let (nightly, aws, account, backoff) = (&nightly, &aws, &account, &backoff);
+        async move {
+            let invoker = Invoker::new(&uri)?;
+            scheduler::fire(nightly, at, &invoker, &aws.sqs, account, backoff).await
+        }
+    };
+
     let ok = worker_endpoint(|event| json!({"received": event})).await;
-    let (fired, _) = scheduler::fire(
-        &nightly,
-        at,
-        &Invoker::new(&ok.uri())?,
-        &aws.sqs,
-        &account,
-        &backoff,
-    )
-    .await?;
+    let (fired, _) = fire(ok.uri()).await?;
     assert_eq!(
         fired,
         Fired::Ran {
@@ -458,15 +464,7 @@ async fn a_schedule_fires_with_its_input_and_parks_a_run_that_keeps_failing() ->
     let failing =
         worker_endpoint(|_| json!({"errorType": "Retryable", "errorMessage": "database down"}))
             .await;
-    let (fired, tally) = scheduler::fire(
-        &nightly,
-        at,
-        &Invoker::new(&failing.uri())?,
-        &aws.sqs,
-        &account,
-        &backoff,
-    )
-    .await?;
+    let (fired, tally) = fire(failing.uri()).await?;
     assert!(
         matches!(
             &fired,
@@ -564,14 +562,7 @@ async fn msk_bisects_retries_and_parks_what_it_discards() -> anyhow::Result<()> 
         },
     };
     let invoker = Invoker::new(&server.uri())?;
-    let tally = msk::run(
-        &source,
-        &kafka_brokers(),
-        &invoker,
-        &aws.sqs,
-        Some(Duration::from_secs(4)),
-    )
-    .await?;
+    let tally = consume(&source, &invoker, &aws, 4).await?;
     assert_eq!(tally.taken, 3, "ok-0, ok-2 and ok-4: {tally:?}");
 
     let mut records = Vec::new();
@@ -602,14 +593,7 @@ async fn msk_bisects_retries_and_parks_what_it_discards() -> anyhow::Result<()> 
     assert_eq!(records[1]["KafkaBatchInfo"]["topic"], topic.as_str());
 
     // Discarded is committed too: nothing is delivered again.
-    let again = msk::run(
-        &source,
-        &kafka_brokers(),
-        &invoker,
-        &aws.sqs,
-        Some(Duration::from_secs(3)),
-    )
-    .await?;
+    let again = consume(&source, &invoker, &aws, 3).await?;
     assert_eq!(again.records, 0, "{again:?}");
     Ok(())
 }
@@ -619,19 +603,9 @@ async fn msk_bisects_retries_and_parks_what_it_discards() -> anyhow::Result<()> 
 #[tokio::test]
 async fn a_schedule_in_seoul_fires_at_its_instant() -> anyhow::Result<()> {
     use local_triggers::cron::Schedule;
-    use local_triggers::scheduler::{self, Account, Backoff};
+    use local_triggers::scheduler::{self, Backoff};
     let aws = TestAws::new().await?;
-    let sources = Sources::read(
-        &repo_root().join(".stack/template.local.json"),
-        &repo_root().join(".stack/resources.json"),
-    )?;
-    let mut once = sources
-        .schedules
-        .iter()
-        .find(|s| s.function == "retention")
-        .context("retention's schedule")?
-        .clone();
-    once.function = "worker".to_owned();
+    let mut once = template_schedule("retention")?;
     let seoul: chrono_tz::Tz = "Asia/Seoul".parse().map_err(|e| anyhow::anyhow!("{e}"))?;
     let due = (chrono::Utc::now() + chrono::Duration::seconds(3))
         .with_timezone(&seoul)
@@ -639,15 +613,11 @@ async fn a_schedule_in_seoul_fires_at_its_instant() -> anyhow::Result<()> {
         .to_string();
     once.schedule = Schedule::parse(&format!("at({due})"), "Asia/Seoul")?;
     let server = worker_endpoint(|event| json!({"received": event})).await;
-    let account = Account {
-        region: "ap-northeast-2".to_owned(),
-        account_id: "123456789012".to_owned(),
-    };
     let tally = scheduler::run(
         &once,
         &Invoker::new(&server.uri())?,
         &aws.sqs,
-        &account,
+        &local_account(),
         &Backoff::default(),
     )
     .await?;

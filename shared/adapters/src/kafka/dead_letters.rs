@@ -443,28 +443,25 @@ impl DeadLetters {
         if rows.topics.is_empty() {
             return Ok(());
         }
+        // One parameter list for both files; a macro, as each file is checked at compile time.
+        macro_rules! settle {
+            ($file:tt) => {
+                sqlx::query_file!(
+                    $file,
+                    self.consumer,
+                    &rows.topics as &[&str],
+                    &rows.partitions,
+                    &rows.offsets,
+                    claim,
+                )
+                .execute(&self.db)
+                .await
+            };
+        }
         let marked = if sent {
-            sqlx::query_file!(
-                "sql/dead_letters/mark_sent.sql",
-                self.consumer,
-                &rows.topics as &[&str],
-                &rows.partitions,
-                &rows.offsets,
-                claim,
-            )
-            .execute(&self.db)
-            .await
+            settle!("sql/dead_letters/mark_sent.sql")
         } else {
-            sqlx::query_file!(
-                "sql/dead_letters/give_back.sql",
-                self.consumer,
-                &rows.topics as &[&str],
-                &rows.partitions,
-                &rows.offsets,
-                claim,
-            )
-            .execute(&self.db)
-            .await
+            settle!("sql/dead_letters/give_back.sql")
         }
         .map_err(classify)?
         .rows_affected();
