@@ -220,7 +220,8 @@ async fn delivered_bodies(server: &wiremock::MockServer) -> Vec<String> {
     bodies
 }
 
-/// A queue with a one-second visibility timeout and a dead-letter queue after
+/// A queue with a three-second visibility timeout (a message in flight longer than that, on a
+/// loaded machine, would rightly be delivered again) and a dead-letter queue after
 /// `max_receives`; returns both URLs.
 async fn queue_with_dlq(aws: &TestAws, max_receives: u32) -> anyhow::Result<(String, String)> {
     use aws_sdk_sqs::types::QueueAttributeName;
@@ -246,7 +247,7 @@ async fn queue_with_dlq(aws: &TestAws, max_receives: u32) -> anyhow::Result<(Str
         .sqs
         .create_queue()
         .queue_name(format!("{}-worker", aws.prefix))
-        .attributes(QueueAttributeName::VisibilityTimeout, "1")
+        .attributes(QueueAttributeName::VisibilityTimeout, "3")
         .attributes(
             QueueAttributeName::RedrivePolicy,
             json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string(),
@@ -340,7 +341,7 @@ async fn sqs_redelivers_only_the_reported_failures_until_the_dlq_takes_them() ->
         &sqs_source(&queue),
         &aws.sqs,
         &invoker,
-        Some(Duration::from_secs(4)),
+        Some(Duration::from_secs(7)),
     )
     .await?;
 
@@ -387,7 +388,7 @@ async fn sqs_retries_a_failed_invocation_and_never_skips_it() -> anyhow::Result<
         &sqs_source(&queue),
         &aws.sqs,
         &invoker,
-        Some(Duration::from_secs(4)),
+        Some(Duration::from_secs(7)),
     )
     .await?;
     let mut bodies = delivered_bodies(&server).await;

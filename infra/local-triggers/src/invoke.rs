@@ -17,9 +17,17 @@ pub struct Invoker {
 pub enum Invocation {
     /// The function returned this.
     Returned(Value),
-    /// The function failed (`{"errorType", "errorMessage"}`, or the runtime's own error), or
-    /// could not be reached; the text says which.
+    /// The function failed: `{"errorType", "errorMessage"}`, or the runtime's own error.
     Failed(String),
+    /// The invoke API could not be reached (for Scheduler, a delivery that did not happen).
+    Unreachable(String),
+}
+
+impl Invocation {
+    /// Whether the records were not taken, whatever the reason.
+    pub fn failed(&self) -> bool {
+        !matches!(self, Self::Returned(_))
+    }
 }
 
 impl Invoker {
@@ -48,7 +56,7 @@ impl Invoker {
             .send()
             .await;
         let outcome = match response {
-            Err(err) => Invocation::Failed(format!("{url} unreachable: {err}")),
+            Err(err) => Invocation::Unreachable(format!("{url}: {err}")),
             Ok(response) => {
                 let status = response.status();
                 let function_error = response.headers().contains_key("x-amz-function-error");

@@ -22,7 +22,7 @@ use rdkafka::message::{Headers as _, Message as _, OwnedMessage};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
-use crate::invoke::{Invocation, Invoker};
+use crate::invoke::Invoker;
 use crate::report::{Delivery, Tally};
 use crate::template::MskSource;
 
@@ -168,7 +168,7 @@ async fn deliver(
         }
         let event = kafka_event(&part, brokers);
         let (invocation, took) = invoker.invoke(&source.function, &event).await;
-        let failed = matches!(invocation, Invocation::Failed(_));
+        let failed = invocation.failed();
         let delivery = Delivery {
             function: &source.function,
             source: &source.event,

@@ -21,6 +21,7 @@ impl Delivery<'_> {
     pub fn print(&self) {
         let outcome = match self.invocation {
             Invocation::Failed(why) => format!("invocation failed ({})", first_line(why)),
+            Invocation::Unreachable(why) => format!("not delivered ({})", first_line(why)),
             Invocation::Returned(_) if self.failed > 0 => {
                 format!("{} reported failed", self.failed)
             }
@@ -59,7 +60,7 @@ impl Tally {
         self.deliveries += 1;
         self.records += delivery.records;
         match delivery.invocation {
-            Invocation::Failed(_) => self.failed_invocations += 1,
+            Invocation::Failed(_) | Invocation::Unreachable(_) => self.failed_invocations += 1,
             Invocation::Returned(_) => self.taken += delivery.records - delivery.failed,
         }
     }

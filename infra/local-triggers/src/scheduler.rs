@@ -110,18 +110,19 @@ pub async fn fire(
             function: &source.function,
             source: &source.event,
             records: 1,
-            failed: usize::from(matches!(invocation, Invocation::Failed(_))),
+            failed: usize::from(invocation.failed()),
             invocation: &invocation,
             took,
         };
         delivery.print();
         tally.record(&delivery);
-        let error = match invocation {
-            Invocation::Returned(returned) => return Ok((Fired::Ran { attempt, returned }, tally)),
-            Invocation::Failed(error) => error,
-        };
         // Not reached at all: Scheduler's delivery retries. Reached and failed: Lambda's.
-        if error.contains("unreachable") {
+        let (error, delivered) = match invocation {
+            Invocation::Returned(returned) => return Ok((Fired::Ran { attempt, returned }, tally)),
+            Invocation::Failed(error) => (error, true),
+            Invocation::Unreachable(error) => (error, false),
+        };
+        if !delivered {
             delivery_failures += 1;
             if delivery_failures > source.delivery.attempts
                 || first.elapsed() >= source.delivery.max_age

@@ -66,12 +66,19 @@ async fn poll(
     let mut tally = Tally::default();
     let mut last_message = Instant::now();
     loop {
-        let batch = receive(
-            source,
-            sqs,
-            idle.map(|i| i.saturating_sub(last_message.elapsed())),
-        )
-        .await?;
+        let idle_left = idle.map(|i| i.saturating_sub(last_message.elapsed()));
+        let batch = match receive(source, sqs, idle_left).await {
+            Ok(batch) => batch,
+            Err(err) => {
+                // The queue keeps the messages; poll again, as Lambda's pollers do.
+                eprintln!(
+                    "sqs-source: {}: {err:#}; polling again in 1 s",
+                    source.function
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
         if batch.is_empty() {
             if idle.is_some_and(|idle| last_message.elapsed() >= idle) {
                 return Ok(tally);
@@ -82,7 +89,7 @@ async fn poll(
         let event = sqs_event(&batch, queue_arn, sqs_region(sqs));
         let (invocation, took) = invoker.invoke(&source.function, &event).await;
         let failed = match &invocation {
-            Invocation::Failed(_) => batch_ids(&batch),
+            Invocation::Failed(_) | Invocation::Unreachable(_) => batch_ids(&batch),
             Invocation::Returned(answer) if source.report_item_failures => failures(answer, &batch),
             Invocation::Returned(_) => HashSet::new(),
         };
@@ -123,7 +130,8 @@ async fn receive(
             .receive_message()
             .queue_url(&source.queue_url)
             .max_number_of_messages(wanted as i32)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            // Whole seconds, rounded up: a part of a second left still waits, not spins.
+            .wait_time_seconds(wait.as_secs_f64().ceil().min(20.0) as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
