@@ -229,7 +229,9 @@ async fn sqs(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
     let tally =
         local_triggers::sqs::run(&source, &aws.sqs, &Invoker::new(&base)?, Some(IDLE)).await?;
     let took = started.elapsed().saturating_sub(IDLE);
-    anyhow::ensure!(tally.taken == REQUESTS, "{tally:?}");
+    // At least once: a message moto hands two pollers at once is delivered twice (and the
+    // function, idempotent, changes nothing the second time).
+    anyhow::ensure!(tally.taken >= REQUESTS, "{tally:?}");
     results.push(row(
         "sqs-webtoon-sync-batch-10",
         REQUESTS as f64 / took.as_secs_f64(),

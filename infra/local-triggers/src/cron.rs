@@ -201,12 +201,14 @@ fn field(text: &str, low: u32, high: u32, names: &[&str]) -> anyhow::Result<Vec<
         let (range, step) = match part.split_once('/') {
             Some((range, step)) => (
                 range,
-                step.parse::<u32>()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .with_context(|| format!("{part:?}: the step must be a positive number"))?,
+                Some(
+                    step.parse::<u32>()
+                        .ok()
+                        .filter(|s| *s > 0)
+                        .with_context(|| format!("{part:?}: the step must be a positive number"))?,
+                ),
             ),
-            None => (part, 1),
+            None => (part, None),
         };
         let value = |token: &str| -> anyhow::Result<u32> {
             let upper = token.to_ascii_uppercase();
@@ -226,8 +228,8 @@ fn field(text: &str, low: u32, high: u32, names: &[&str]) -> anyhow::Result<Vec<
             "*" => (low, high),
             _ => match range.split_once('-') {
                 Some((first, last)) => (value(first)?, value(last)?),
-                // `5/15` runs from 5 to the field's end.
-                None if step > 1 => (value(range)?, high),
+                // `5/15` (and `5/1`) run from 5 to the field's end.
+                None if step.is_some() => (value(range)?, high),
                 None => {
                     let single = value(range)?;
                     (single, single)
@@ -235,7 +237,7 @@ fn field(text: &str, low: u32, high: u32, names: &[&str]) -> anyhow::Result<Vec<
             },
         };
         ensure!(first <= last, "{part:?}: the range runs backwards");
-        for allowed_value in (first..=last).step_by(step as usize) {
+        for allowed_value in (first..=last).step_by(step.unwrap_or(1) as usize) {
             allowed[allowed_value as usize] = true;
         }
     }
@@ -287,6 +289,11 @@ mod tests {
         assert_eq!(
             next("cron(0/15 * * * ? *)", "UTC", "2026-11-23T10:16:00Z"),
             Some(utc("2026-11-23T10:30:00Z"))
+        );
+        // A step of 1 runs to the field's end too.
+        assert_eq!(
+            next("cron(58/1 9 * * ? *)", "UTC", "2026-11-23T09:58:30Z"),
+            Some(utc("2026-11-23T09:59:00Z"))
         );
         assert_eq!(
             next("cron(0 12 1,15 JAN ? 2027)", "UTC", "2026-11-23T00:00:00Z"),

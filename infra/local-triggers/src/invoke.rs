@@ -56,11 +56,19 @@ impl Invoker {
             .send()
             .await;
         let outcome = match response {
-            Err(err) => Invocation::Unreachable(format!("{url}: {err}")),
+            // Not connected: nothing ran. Anything else (a timeout above all) may have run.
+            Err(err) if err.is_connect() => Invocation::Unreachable(format!("{url}: {err}")),
+            Err(err) => Invocation::Failed(format!("{url}: {err}")),
             Ok(response) => {
                 let status = response.status();
                 let function_error = response.headers().contains_key("x-amz-function-error");
-                let body = response.text().await.unwrap_or_default();
+                let body = match response.text().await {
+                    Ok(body) => body,
+                    Err(err) => {
+                        let failed = format!("{url}: the answer could not be read: {err}");
+                        return (Invocation::Failed(failed), started.elapsed());
+                    }
+                };
                 let returned: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
                 if !status.is_success() || function_error || returned.get("errorType").is_some() {
                     Invocation::Failed(format!("{status}: {body}"))

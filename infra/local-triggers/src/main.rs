@@ -57,12 +57,12 @@ enum Command {
         only: Option<String>,
         /// Stop once the queues and topics have been quiet this many seconds (without: run
         /// until stopped). Schedules stop with them.
-        #[arg(long, value_name = "SECS")]
-        idle: Option<f64>,
+        #[arg(long, value_name = "SECS", value_parser = seconds)]
+        idle: Option<Duration>,
         /// Seconds before each asynchronous retry of a failed scheduled run (Lambda: 60, then
         /// 120).
-        #[arg(long, value_name = "SECS")]
-        retry_delay: Option<f64>,
+        #[arg(long, value_name = "SECS", value_parser = seconds)]
+        retry_delay: Option<Duration>,
     },
     /// Scheduler's side alone.
     #[command(subcommand)]
@@ -84,8 +84,8 @@ enum ScheduleCommand {
         #[arg(long)]
         event: Option<String>,
         /// Seconds before each asynchronous retry of a failed run (Lambda: 60, then 120).
-        #[arg(long, value_name = "SECS")]
-        retry_delay: Option<f64>,
+        #[arg(long, value_name = "SECS", value_parser = seconds)]
+        retry_delay: Option<Duration>,
     },
 }
 
@@ -100,6 +100,14 @@ async fn main() -> ExitCode {
     }
 }
 
+/// A number of seconds, 0 or more (fractions allowed).
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} is not 0 or more seconds"))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let sources = Sources::read(&cli.template, &cli.resources)?;
     let invoker = Invoker::new(&cli.invoke_url)?;
@@ -111,10 +119,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .map_or_else(|| "us-east-1".to_owned(), ToString::to_string),
         account_id: cli.account_id.clone(),
     };
-    let backoff = |retry_delay: Option<f64>| match retry_delay {
-        Some(secs) => Backoff {
-            run_retries: vec![Duration::from_secs_f64(secs)],
-            delivery_retry: Duration::from_secs_f64(secs),
+    let backoff = |retry_delay: Option<Duration>| match retry_delay {
+        Some(delay) => Backoff {
+            run_retries: vec![delay],
+            delivery_retry: delay,
         },
         None => Backoff::default(),
     };
@@ -134,7 +142,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cli.template.display(),
                 only.map(|f| format!(" --only {f}")).unwrap_or_default()
             );
-            let idle = idle.map(Duration::from_secs_f64);
             let backoff = backoff(retry_delay);
             let label = |function: &str, event: &str| format!("{function} {event}");
             let queues = sources.sqs.iter().map(|s| async {
@@ -165,10 +172,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     () = tokio::time::sleep(quiet) => Vec::new(),
                 }
             } else if idle.is_some() {
-                // Schedules stop with the queues and topics.
+                // Schedules stop with the queues and topics; one that has no more firings
+                // waits with them rather than ending the run.
+                let schedules = async {
+                    futures::future::try_join_all(schedules).await?;
+                    std::future::pending::<anyhow::Result<Vec<_>>>().await
+                };
                 tokio::select! {
                     done = streams => done?,
-                    done = futures::future::try_join_all(schedules) => done?,
+                    failed = schedules => failed?,
                 }
             } else {
                 let (streams, schedules) =

@@ -51,6 +51,9 @@ pub async fn run(
         .set("session.timeout.ms", "30000")
         .set("fetch.min.bytes", "524288")
         .set("fetch.wait.max.ms", "200")
+        // A batch is delivered (retried, bisected) without polling the consumer: an hour
+        // before the group counts this member gone, as Lambda's pollers do not leave either.
+        .set("max.poll.interval.ms", "3600000")
         .set(
             "auto.offset.reset",
             if source.from_start {
@@ -124,8 +127,11 @@ pub async fn run(
             }
             Err(_elapsed) => {}
         }
-        deliver(source, brokers, invoker, sqs, &batch, &mut tally).await?;
-        commit(&consumer, &batch)?;
+        deliver(source, brokers, invoker, sqs, &batch, &mut tally).await;
+        if let Err(err) = commit(&consumer, &batch) {
+            // Not committed: the group reads these records again, at least once.
+            eprintln!("kafka-source: {}: {err:#}", source.function);
+        }
         batch.clear();
         batch_deadline = None;
     }
@@ -140,7 +146,7 @@ async fn deliver(
     sqs: &aws_sdk_sqs::Client,
     batch: &[OwnedMessage],
     tally: &mut Tally,
-) -> anyhow::Result<()> {
+) {
     use backon::{BackoffBuilder as _, ExponentialBuilder};
     let rules = &source.on_error;
     // Infinite retries with an on-failure destination are ten, as in Lambda.
@@ -160,7 +166,7 @@ async fn deliver(
         {
             // Lambda discards the expired records unsent; the rest go on.
             let (old, fresh): (Vec<_>, Vec<_>) = part.into_iter().partition(|m| age(m) > max_age);
-            discard(source, brokers, sqs, &old, "RecordAgeExceeded", failures).await?;
+            discard(source, brokers, sqs, &old, "RecordAgeExceeded", failures).await;
             if !fresh.is_empty() {
                 pending.push_front((fresh, failures));
             }
@@ -198,25 +204,27 @@ async fn deliver(
                 "RetryAttemptsExhausted",
                 failures,
             )
-            .await?;
+            .await;
         } else {
             tokio::time::sleep(backoff.next().unwrap_or(Duration::from_secs(30))).await;
             pending.push_front((part, failures));
         }
     }
-    Ok(())
 }
 
-/// How long ago the record was written.
+/// How long ago the record was written; a record without a timestamp is taken as new.
 fn age(message: &OwnedMessage) -> Duration {
-    let written = message.timestamp().to_millis().unwrap_or_default();
+    let Some(written) = message.timestamp().to_millis() else {
+        return Duration::ZERO;
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     Duration::from_millis(u64::try_from(now - written).unwrap_or(0))
 }
 
-/// Gives up on `part`: its record goes to the on-failure destination, if there is one.
+/// Gives up on `part`: its record goes to the on-failure destination, if there is one. If the
+/// destination cannot take it, the record is printed instead, never dropped in silence.
 async fn discard(
     source: &MskSource,
     brokers: &str,
@@ -224,9 +232,9 @@ async fn discard(
     part: &[OwnedMessage],
     condition: &str,
     attempts: u32,
-) -> anyhow::Result<()> {
+) {
     let Some(first) = part.first() else {
-        return Ok(());
+        return;
     };
     println!(
         "{} {}: {} records discarded ({condition}) from {}-{} offset {}",
@@ -238,16 +246,18 @@ async fn discard(
         first.offset()
     );
     let Some(url) = &source.on_error.on_failure_url else {
-        return Ok(());
+        return;
     };
     let record = failure_record(source, brokers, part, condition, attempts);
-    sqs.send_message()
+    let sent = sqs
+        .send_message()
         .queue_url(url)
         .message_body(record.to_string())
         .send()
-        .await
-        .with_context(|| format!("send the failure record to {url}"))?;
-    Ok(())
+        .await;
+    if let Err(err) = sent {
+        eprintln!("kafka-source: the failure record could not be sent to {url} ({err}): {record}");
+    }
 }
 
 /// Lambda's record of a discarded Kafka batch: the invocation's context and `KafkaBatchInfo`

@@ -100,11 +100,13 @@ pub async fn fire(
     backoff: &Backoff,
 ) -> anyhow::Result<(Fired, Tally)> {
     let mut tally = Tally::default();
+    // Lambda's run attempts resend the event Scheduler delivered; Scheduler's attempt number
+    // counts its own deliveries.
     let mut attempt = 1;
     let mut delivery_failures = 0;
     let first = std::time::Instant::now();
     loop {
-        let event = payload(source, at, attempt, account);
+        let event = payload(source, at, delivery_failures + 1, account);
         let (invocation, took) = invoker.invoke(&source.function, &event).await;
         let delivery = Delivery {
             function: &source.function,
@@ -214,7 +216,8 @@ async fn park(sqs: &aws_sdk_sqs::Client, url: Option<&str>, body: &Value) -> any
     Ok(true)
 }
 
-/// Fires `source` at each of its times from now on, until `stop` resolves.
+/// Fires `source` at each of its times from now on. Each firing runs on its own, as
+/// Scheduler's do: one whose retries outlast the schedule's period does not hold up the next.
 pub async fn run(
     source: &ScheduleSource,
     invoker: &Invoker,
@@ -229,14 +232,28 @@ pub async fn run(
         "schedule-source: {} <- {} ({})",
         source.function, source.schedule.expression, source.schedule.zone
     );
-    while let Some(next) = source.schedule.next_after(after, started) {
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
-        tokio::time::sleep(wait).await;
-        let (_, fired) = fire(source, next, invoker, sqs, account, backoff).await?;
-        tally = tally + fired;
-        after = next;
+    let mut firing = futures::stream::FuturesUnordered::new();
+    loop {
+        let next = source.schedule.next_after(after, started);
+        if next.is_none() && firing.is_empty() {
+            return Ok(tally);
+        }
+        let due = next.map_or(Duration::MAX, |at| {
+            (at - Utc::now()).to_std().unwrap_or_default()
+        });
+        tokio::select! {
+            Some(done) = futures::StreamExt::next(&mut firing), if !firing.is_empty() => {
+                let (_, fired): (Fired, Tally) = done?;
+                tally = tally + fired;
+            }
+            () = tokio::time::sleep(due), if next.is_some() => {
+                if let Some(at) = next {
+                    firing.push(fire(source, at, invoker, sqs, account, backoff));
+                    after = at;
+                }
+            }
+        }
     }
-    Ok(tally)
 }
 
 #[cfg(test)]

@@ -75,6 +75,9 @@ async fn poll(
                     "sqs-source: {}: {err:#}; polling again in 1 s",
                     source.function
                 );
+                if idle.is_some_and(|idle| last_message.elapsed() >= idle) {
+                    return Ok(tally);
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -97,7 +100,10 @@ async fn poll(
             .iter()
             .filter(|m| !failed.contains(m.message_id().unwrap_or_default()))
             .collect();
-        delete(sqs, &source.queue_url, &taken).await?;
+        if let Err(err) = delete(sqs, &source.queue_url, &taken).await {
+            // Not deleted, so delivered again after the visibility timeout: at least once.
+            eprintln!("sqs-source: {}: {err:#}", source.function);
+        }
         let delivery = Delivery {
             function: &source.function,
             source: &source.event,
@@ -200,12 +206,20 @@ async fn delete(
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        sqs.delete_message_batch()
+        let answer = sqs
+            .delete_message_batch()
             .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()
             .await
             .with_context(|| format!("delete from {queue_url}"))?;
+        for failed in answer.failed() {
+            eprintln!(
+                "sqs-source: {queue_url}: message {} not deleted ({}): it will be delivered again",
+                failed.id(),
+                failed.message().unwrap_or(failed.code())
+            );
+        }
     }
     Ok(())
 }

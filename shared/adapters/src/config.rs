@@ -16,17 +16,25 @@ use serde::{Deserialize, Deserializer};
 /// render an unset parameter as ""), and an error names the variable, so a misconfigured
 /// function says what is missing or wrong.
 pub fn from_env<T: DeserializeOwned>() -> anyhow::Result<T> {
-    from_vars(std::env::vars())
+    // Variables that are not UTF-8 are none of ours (and `env::vars` would panic on them).
+    from_vars(
+        std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        }),
+    )
 }
 
+/// Only upper-case names are settings (envy folds case, so `path` beside `PATH` would clash);
+/// values are trimmed, and a blank one counts as unset.
 fn from_vars<T: DeserializeOwned>(
     vars: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<T> {
-    envy::from_iter(
-        vars.into_iter()
-            .filter(|(_, value)| !value.trim().is_empty()),
-    )
-    .map_err(|err| match err {
+    let settings = vars
+        .into_iter()
+        .filter(|(name, _)| !name.chars().any(char::is_lowercase))
+        .map(|(name, value)| (name, value.trim().to_owned()))
+        .filter(|(_, value)| !value.is_empty());
+    envy::from_iter(settings).map_err(|err| match err {
         envy::Error::MissingValue(field) => {
             anyhow!("environment variable {} is not set", field.to_uppercase())
         }
@@ -240,6 +248,14 @@ mod tests {
             ("REDIS_RETRIES", "many"),
         ]));
         assert!(bad.is_err());
+        // Padded numbers are read, and lower-case names are not settings.
+        let padded: RedisEnv = from_vars(vars(&[
+            ("REDIS_URL", "redis://cache"),
+            ("REDIS_RETRIES", " 5 "),
+            ("redis_retries", "7"),
+        ]))
+        .expect("padded");
+        assert_eq!(padded.redis_retries, Some(5));
     }
 
     #[test]
