@@ -220,45 +220,6 @@ async fn delivered_bodies(server: &wiremock::MockServer) -> Vec<String> {
     bodies
 }
 
-/// A queue with a three-second visibility timeout (a message in flight longer than that, on a
-/// loaded machine, would rightly be delivered again) and a dead-letter queue after
-/// `max_receives`; returns both URLs.
-async fn queue_with_dlq(aws: &TestAws, max_receives: u32) -> anyhow::Result<(String, String)> {
-    use aws_sdk_sqs::types::QueueAttributeName;
-    let dlq = aws
-        .sqs
-        .create_queue()
-        .queue_name(format!("{}-worker-dlq", aws.prefix))
-        .send()
-        .await?
-        .queue_url
-        .context("DLQ URL")?;
-    let dlq_arn = aws
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await?
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .context("DLQ ARN")?;
-    let queue = aws
-        .sqs
-        .create_queue()
-        .queue_name(format!("{}-worker", aws.prefix))
-        .attributes(QueueAttributeName::VisibilityTimeout, "3")
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string(),
-        )
-        .send()
-        .await?
-        .queue_url
-        .context("queue URL")?;
-    Ok((queue, dlq))
-}
-
 async fn send(aws: &TestAws, queue: &str, bodies: &[&str]) -> anyhow::Result<()> {
     for body in bodies {
         aws.sqs
@@ -269,35 +230,6 @@ async fn send(aws: &TestAws, queue: &str, bodies: &[&str]) -> anyhow::Result<()>
             .await?;
     }
     Ok(())
-}
-
-async fn drain(aws: &TestAws, queue: &str) -> anyhow::Result<Vec<String>> {
-    let mut bodies = Vec::new();
-    loop {
-        let received = aws
-            .sqs
-            .receive_message()
-            .queue_url(queue)
-            .max_number_of_messages(10)
-            .send()
-            .await?;
-        let messages = received.messages.unwrap_or_default();
-        if messages.is_empty() {
-            bodies.sort();
-            return Ok(bodies);
-        }
-        for message in messages {
-            bodies.push(message.body.unwrap_or_default());
-            if let Some(handle) = message.receipt_handle {
-                aws.sqs
-                    .delete_message()
-                    .queue_url(queue)
-                    .receipt_handle(handle)
-                    .send()
-                    .await?;
-            }
-        }
-    }
 }
 
 fn sqs_source(queue_url: &str) -> local_triggers::template::SqsSource {
@@ -317,8 +249,9 @@ fn sqs_source(queue_url: &str) -> local_triggers::template::SqsSource {
 #[tokio::test]
 async fn sqs_redelivers_only_the_reported_failures_until_the_dlq_takes_them() -> anyhow::Result<()>
 {
-    let aws = TestAws::new().await?;
-    let (queue, dlq) = queue_with_dlq(&aws, 2).await?;
+    let mut aws = TestAws::new().await?;
+    aws.queue_with_dlq("worker", 2).await?;
+    let queue = aws.queue_url("worker").to_owned();
     send(
         &aws,
         &queue,
@@ -360,18 +293,21 @@ async fn sqs_redelivers_only_the_reported_failures_until_the_dlq_takes_them() ->
     assert_eq!(tally.taken, 3, "{tally:?}");
     assert_eq!(tally.failed_invocations, 0);
     assert!(
-        drain(&aws, &queue).await?.is_empty(),
+        aws.drain_bodies("worker").await?.is_empty(),
         "nothing left on the queue"
     );
-    assert_eq!(drain(&aws, &dlq).await?, ["poison-1", "poison-2"]);
+    let mut parked = aws.drain_bodies("worker-dlq").await?;
+    parked.sort();
+    assert_eq!(parked, ["poison-1", "poison-2"]);
     Ok(())
 }
 
 /// A failed invocation deletes nothing: the whole batch comes back and is never skipped.
 #[tokio::test]
 async fn sqs_retries_a_failed_invocation_and_never_skips_it() -> anyhow::Result<()> {
-    let aws = TestAws::new().await?;
-    let (queue, dlq) = queue_with_dlq(&aws, 5).await?;
+    let mut aws = TestAws::new().await?;
+    aws.queue_with_dlq("worker", 5).await?;
+    let queue = aws.queue_url("worker").to_owned();
     send(&aws, &queue, &["a", "b", "c"]).await?;
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&calls);
@@ -399,8 +335,8 @@ async fn sqs_retries_a_failed_invocation_and_never_skips_it() -> anyhow::Result<
         "delivered, failed, delivered again"
     );
     assert_eq!((tally.failed_invocations, tally.taken), (1, 3), "{tally:?}");
-    assert!(drain(&aws, &queue).await?.is_empty());
-    assert!(drain(&aws, &dlq).await?.is_empty());
+    assert!(aws.drain_bodies("worker").await?.is_empty());
+    assert!(aws.drain_bodies("worker-dlq").await?.is_empty());
     Ok(())
 }
 
@@ -433,10 +369,10 @@ fn local_account() -> local_triggers::scheduler::Account {
 async fn a_schedule_fires_with_its_input_and_parks_a_run_that_keeps_failing() -> anyhow::Result<()>
 {
     use local_triggers::scheduler::{self, Backoff, Fired};
-    let aws = TestAws::new().await?;
+    let mut aws = TestAws::new().await?;
     let mut nightly = template_schedule("daily-rollup")?;
-    let (parked, _) = queue_with_dlq(&aws, 5).await?;
-    nightly.invoke.dead_letter_url = Some(parked.clone());
+    aws.queue_with_dlq("parked", 5).await?;
+    nightly.invoke.dead_letter_url = Some(aws.queue_url("parked").to_owned());
     let account = local_account();
     let backoff = Backoff {
         run_retries: vec![Duration::from_millis(10)],
@@ -478,9 +414,9 @@ async fn a_schedule_fires_with_its_input_and_parks_a_run_that_keeps_failing() ->
         "{fired:?}"
     );
     assert_eq!(tally.failed_invocations, 3);
-    let records = drain(&aws, &parked).await?;
+    let records = aws.drain("parked").await?;
     assert_eq!(records.len(), 1);
-    let record: serde_json::Value = serde_json::from_str(&records[0])?;
+    let record = &records[0];
     assert_eq!(record["requestContext"]["condition"], "RetriesExhausted");
     assert_eq!(
         record["requestPayload"]["scheduled_time"],
@@ -498,8 +434,8 @@ async fn a_schedule_fires_with_its_input_and_parks_a_run_that_keeps_failing() ->
 #[tokio::test]
 async fn msk_bisects_retries_and_parks_what_it_discards() -> anyhow::Result<()> {
     use base64::Engine as _;
-    let aws = TestAws::new().await?;
-    let (parked, _) = queue_with_dlq(&aws, 5).await?;
+    let mut aws = TestAws::new().await?;
+    aws.queue_with_dlq("parked", 5).await?;
     let topic = unique("t-worker-");
     create_topics(&[&topic]).await?;
     let producer: FutureProducer = rdkafka::ClientConfig::new()
@@ -559,17 +495,14 @@ async fn msk_bisects_retries_and_parks_what_it_discards() -> anyhow::Result<()> 
             max_retries: Some(1),
             max_record_age: Some(Duration::from_secs(3_600)),
             bisect: true,
-            on_failure_url: Some(parked.clone()),
+            on_failure_url: Some(aws.queue_url("parked").to_owned()),
         },
     };
     let invoker = Invoker::new(&server.uri())?;
     let tally = consume(&source, &invoker, &aws, 4).await?;
     assert_eq!(tally.taken, 3, "ok-0, ok-2 and ok-4: {tally:?}");
 
-    let mut records = Vec::new();
-    for body in drain(&aws, &parked).await? {
-        records.push(serde_json::from_str::<serde_json::Value>(&body)?);
-    }
+    let mut records = aws.drain("parked").await?;
     records.sort_by_key(|r| r["KafkaBatchInfo"]["offset"].as_i64());
     let discarded: Vec<(i64, &str, i64)> = records
         .iter()

@@ -86,6 +86,15 @@ impl TestAws {
 
     /// Receives (and deletes) every message now on a queue, bodies parsed as JSON.
     pub async fn drain(&self, queue: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        self.drain_bodies(queue)
+            .await?
+            .iter()
+            .map(|body| Ok(serde_json::from_str(body)?))
+            .collect()
+    }
+
+    /// Receives (and deletes) every message now on a queue, bodies as sent.
+    pub async fn drain_bodies(&self, queue: &str) -> anyhow::Result<Vec<String>> {
         let mut bodies = Vec::new();
         loop {
             let received = self
@@ -101,7 +110,7 @@ impl TestAws {
                 return Ok(bodies);
             }
             for message in messages {
-                bodies.push(serde_json::from_str(message.body().unwrap_or("null"))?);
+                bodies.push(message.body().unwrap_or_default().to_owned());
                 if let Some(handle) = message.receipt_handle() {
                     self.sqs
                         .delete_message()
@@ -114,38 +123,56 @@ impl TestAws {
         }
     }
 
-    /// An SNS topic `<prefix>-<name>` with a queue of the same name subscribed to it (raw
-    /// delivery), so what is published can be read back with [`TestAws::drain`]`(name)`.
-    /// Returns the topic's ARN.
-    pub async fn subscribed_topic(&mut self, name: &str) -> anyhow::Result<String> {
+    /// A queue `<prefix>-<name>` with a three-second visibility timeout (a message in flight
+    /// longer than that, on a loaded machine, would rightly be delivered again) and its
+    /// dead-letter queue `<name>-dlq` after `max_receives`; both are known by those names.
+    pub async fn queue_with_dlq(&mut self, name: &str, max_receives: u32) -> anyhow::Result<()> {
         use aws_sdk_sqs::types::QueueAttributeName;
-        let full = format!("{}-{name}", self.prefix);
-        let sns = adapters::aws::sns(&self.sdk);
-        let topic_arn = sns
-            .create_topic()
-            .name(&full)
-            .send()
-            .await?
-            .topic_arn
-            .context("topic ARN")?;
-        let queue_url = self
+        let dlq_name = format!("{name}-dlq");
+        let dlq = self.create_queue(&dlq_name, []).await?;
+        let dlq_arn = local_triggers::sqs::queue_arn(&self.sqs, &dlq).await?;
+        let redrive =
+            serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives});
+        let attributes = [
+            (QueueAttributeName::VisibilityTimeout, "3".to_owned()),
+            (QueueAttributeName::RedrivePolicy, redrive.to_string()),
+        ];
+        self.create_queue(name, attributes).await?;
+        Ok(())
+    }
+
+    async fn create_queue(
+        &mut self,
+        name: &str,
+        attributes: impl IntoIterator<Item = (aws_sdk_sqs::types::QueueAttributeName, String)>,
+    ) -> anyhow::Result<String> {
+        let url = self
             .sqs
             .create_queue()
-            .queue_name(&full)
+            .queue_name(format!("{}-{name}", self.prefix))
+            .set_attributes(Some(attributes.into_iter().collect()))
             .send()
             .await?
             .queue_url
             .context("queue URL")?;
-        let queue_arn = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&queue_url)
-            .attribute_names(QueueAttributeName::QueueArn)
+        self.queue_urls.insert(name.to_owned(), url.clone());
+        Ok(url)
+    }
+
+    /// An SNS topic `<prefix>-<name>` with a queue of the same name subscribed to it (raw
+    /// delivery), so what is published can be read back with [`TestAws::drain`]`(name)`.
+    /// Returns the topic's ARN.
+    pub async fn subscribed_topic(&mut self, name: &str) -> anyhow::Result<String> {
+        let sns = adapters::aws::sns(&self.sdk);
+        let topic_arn = sns
+            .create_topic()
+            .name(format!("{}-{name}", self.prefix))
             .send()
             .await?
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .context("queue ARN")?;
+            .topic_arn
+            .context("topic ARN")?;
+        let queue_url = self.create_queue(name, []).await?;
+        let queue_arn = local_triggers::sqs::queue_arn(&self.sqs, &queue_url).await?;
         sns.subscribe()
             .topic_arn(&topic_arn)
             .protocol("sqs")
@@ -153,7 +180,6 @@ impl TestAws {
             .attributes("RawMessageDelivery", "true")
             .send()
             .await?;
-        self.queue_urls.insert(name.to_owned(), queue_url);
         Ok(topic_arn)
     }
 

@@ -43,7 +43,8 @@ pub async fn run(
     Ok(tallies.into_iter().sum::<Tally>())
 }
 
-async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
+/// The ARN of the queue at `url`, as the endpoint reports it.
+pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
     sqs.get_queue_attributes()
         .queue_url(url)
         .attribute_names(QueueAttributeName::QueueArn)
@@ -89,7 +90,7 @@ async fn poll(
             continue;
         }
         last_message = Instant::now();
-        let event = sqs_event(&batch, queue_arn, sqs_region(sqs));
+        let event = sqs_event(&batch, queue_arn);
         let (invocation, took) = invoker.invoke(&source.function, &event).await;
         let failed = match &invocation {
             Invocation::Failed(_) | Invocation::Unreachable(_) => batch_ids(&batch),
@@ -159,12 +160,6 @@ async fn receive(
     }
 }
 
-fn sqs_region(sqs: &aws_sdk_sqs::Client) -> String {
-    sqs.config()
-        .region()
-        .map_or_else(|| "us-east-1".to_owned(), |r| r.to_string())
-}
-
 fn batch_ids(batch: &[Message]) -> HashSet<String> {
     batch
         .iter()
@@ -225,8 +220,10 @@ async fn delete(
 }
 
 /// The batch as Lambda's SQS event: the system attributes by their names, message attributes
-/// with both value kinds and their list forms, `md5OfBody`, the queue's ARN and region.
-pub fn sqs_event(batch: &[Message], queue_arn: &str, region: String) -> Value {
+/// with both value kinds and their list forms, `md5OfBody`, the queue's ARN and its region
+/// (`arn:aws:sqs:<region>:<account>:<name>`).
+pub fn sqs_event(batch: &[Message], queue_arn: &str) -> Value {
+    let region = queue_arn.split(':').nth(3).unwrap_or_default();
     let records: Vec<Value> = batch
         .iter()
         .map(|m| {
@@ -302,7 +299,6 @@ mod tests {
         let event = sqs_event(
             &[message("m-1", "hello")],
             "arn:aws:sqs:ap-northeast-2:123456789012:q",
-            "ap-northeast-2".to_owned(),
         );
         let parsed: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(event)?;
         let record = &parsed.records[0];
@@ -320,6 +316,7 @@ mod tests {
             record.event_source_arn.as_deref(),
             Some("arn:aws:sqs:ap-northeast-2:123456789012:q")
         );
+        assert_eq!(record.aws_region.as_deref(), Some("ap-northeast-2"));
         Ok(())
     }
 
