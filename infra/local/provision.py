@@ -107,6 +107,10 @@ def local_parameters(secret_arn):
         "MskClusterArn": f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/local/00000000-0000-0000-0000-000000000000-1",
         "MskBootstrapBrokers": os.environ.get("KAFKA_BROKERS", "127.0.0.1:9092"),
         "RedisUrl": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379"),
+        # The local issuer (.stack/jwt, written by make up), its JWKS read from the file.
+        "JwtIssuer": "https://auth.adworkers.local/",
+        "JwtAudience": "adworkers-ops",
+        "JwtJwksUrl": (STATE / "jwt" / "jwks.json").as_uri(),
     }
 
 
@@ -215,12 +219,15 @@ def function_envs(template, ctx):
         "KAFKA_AUTH": "none",
         # The demo's image server runs on loopback, which production always refuses.
         "IMAGE_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        # No local WebSocket API: web deliveries go to the local stand-in of its management
+        # endpoint (local-triggers websocket).
+        "WEBSOCKET_ENDPOINT": "http://127.0.0.1:9301",
     }
     envs = {}
     for logical, props in resources(template, "AWS::Serverless::Function"):
         name = pathlib.PurePosixPath(props["CodeUri"]).name
         variables = {**shared, **props.get("Environment", {}).get("Variables", {})}
-        env = {key: str(ctx.resolve(value)) for key, value in variables.items()}
+        env = {key: str(ctx.resolve(value)) for key, value in variables.items() if key not in local}
         envs[name] = {**env, **local}
     return envs
 

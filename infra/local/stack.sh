@@ -133,6 +133,8 @@ up() {
   redis_up
   tansu_up
   moto_up
+  "$VENV/bin/python" "$ROOT/infra/local/jwt_keys.py" "$STATE/jwt"
+  say "tokens     local issuer's key and JWKS in .stack/jwt (RS256)"
   say "stack is up; exports: eval \"\$(infra/local/stack.sh env)\""
 }
 

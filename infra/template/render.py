@@ -47,6 +47,9 @@ SAMPLE_PARAMETERS = {
     "MskBootstrapBrokers": "b-1.ads.kafka.ap-northeast-2.amazonaws.com:9098,b-2.ads.kafka.ap-northeast-2.amazonaws.com:9098",
     "RedisUrl": "rediss://budgets.cache.amazonaws.com:6379",
     "AlarmEmail": "oncall@example.com",
+    "JwtIssuer": "https://auth.example.com/",
+    "JwtAudience": "adworkers-ops",
+    "JwtJwksUrl": "https://auth.example.com/.well-known/jwks.json",
 }
 
 

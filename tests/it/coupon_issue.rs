@@ -308,12 +308,6 @@ async fn reference_state(values: &[String]) -> anyhow::Result<Vec<String>> {
 }
 
 /// A pool reaching the test's database through `proxy`, quick to give up on a connection.
-fn proxied(w: &World, proxy: &TcpProxy) -> PgPool {
-    let mut config = db_config();
-    config.acquire_timeout = Duration::from_millis(500);
-    adapters::db::pool_with(&config, w.db.options.clone().port(proxy.port))
-}
-
 fn outage_batch() -> Vec<String> {
     (0..1_000)
         .map(|i| {
@@ -331,7 +325,7 @@ async fn a_database_outage_mid_batch_is_retried_to_the_same_state() -> anyhow::R
     let w = World::new().await?;
     w.coupon(1, 100).await?;
     let proxy = TcpProxy::start("127.0.0.1:5432".parse()?).await?;
-    let through_proxy = proxied(&w, &proxy);
+    let through_proxy = proxy.pool_for(&w.db);
     let deps = w.deps_on(through_proxy, Retry::seed())?;
     let event = kafka_event_on(&[(&w.topic, 0, 0, &values)], SAMPLE_TIME_MS + 86_400_000)?;
 
@@ -381,7 +375,7 @@ async fn retries_exhausted_go_to_the_dlq_and_redrive_issues_them() -> anyhow::Re
     let w = World::new().await?;
     w.coupon(1, 10).await?;
     let proxy = TcpProxy::start("127.0.0.1:5432".parse()?).await?;
-    let through_proxy = proxied(&w, &proxy);
+    let through_proxy = proxy.pool_for(&w.db);
     let deps = w.deps_on(through_proxy, Retry::seed())?;
     let values = [
         request("d-1", 1, 1, "2026-11-20T10:00:00Z"),

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod alerts;
 mod aws;
 mod bench;
 mod db;
@@ -13,6 +14,7 @@ mod lambda;
 mod outages;
 mod webtoon;
 
+pub use alerts::*;
 pub use aws::*;
 pub use bench::*;
 pub use db::*;

@@ -51,6 +51,13 @@ impl TcpProxy {
         })
     }
 
+    /// A pool to `db` through this proxy (to PostgreSQL), quick to give up while it is cut.
+    pub fn pool_for(&self, db: &crate::TestDb) -> sqlx::PgPool {
+        let mut config = crate::db_config();
+        config.acquire_timeout = Duration::from_millis(500);
+        adapters::db::pool_with(&config, db.options.clone().port(self.port))
+    }
+
     /// Drops every connection and refuses new ones.
     pub fn cut(&self) {
         self.up.store(false, std::sync::atomic::Ordering::SeqCst);

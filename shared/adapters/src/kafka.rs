@@ -19,6 +19,7 @@ use crate::msk_iam::KafkaContext;
 mod dead_letters;
 mod decode;
 mod process;
+mod produce;
 mod retry;
 
 pub use dead_letters::{
@@ -27,6 +28,7 @@ pub use dead_letters::{
 };
 pub use decode::{Record, Rejected, decode};
 pub use process::{KafkaBatchSummary, OnFailure, process};
+pub use produce::{Outgoing, Producer, Unsent};
 pub use retry::Retry;
 
 /// The client settings and context `config` asks for: plaintext to the local broker, or

@@ -1,12 +1,14 @@
 //! The transactional outbox every notifying function uses: a message is written to `outbox` in
-//! the same transaction as the change it announces, and published to SNS after the commit.
+//! the same transaction as the change it announces, and published after the commit to an SNS
+//! topic ([`Outbox::new`]) or a Kafka topic ([`Outbox::to_kafka`], keyed by [`Notice::key`]).
 //!
 //! **At least once, with a key to de-duplicate by.** [`Outbox::flush`] claims unsent rows
-//! (`claimed_at`) and commits before it publishes, so no transaction stays open across SNS
-//! calls, then publishes in batches of ten (`PublishBatch`) and marks each one sent. A crash
+//! (`claimed_at`) and commits before it publishes, so no transaction stays open across SNS or
+//! broker calls, then publishes in batches (ten per `PublishBatch`; a round at once to Kafka,
+//! waiting for every acknowledgement) and marks each one sent. A crash
 //! between the publish and the mark publishes that message again once its claim is older than
 //! [`CLAIM_TIMEOUT`]; every message carries its `dedup_key` as a message attribute, so a
-//! consumer can drop the repeat. An event recorded twice (a replayed batch) is one row:
+//! consumer can drop the repeat (a Kafka record carries it as a header). An event recorded twice (a replayed batch) is one row:
 //! `(producer, dedup_key)` is unique.
 
 use std::time::Duration;
@@ -20,11 +22,12 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::classify;
+use crate::kafka::{Outgoing, Producer, Unsent};
 
 /// How long a claimed message may stay unsent before another flush takes it over.
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
 /// SNS takes at most ten messages per `PublishBatch`.
-const BATCH: usize = 10;
+const SNS_BATCH: usize = 10;
 /// Messages claimed at once: five `PublishBatch` calls, far inside the claim's timeout.
 const ROUND: i64 = 50;
 
@@ -48,13 +51,38 @@ impl Published {
     }
 }
 
-/// One producer's messages to one SNS topic.
-#[derive(Debug, Clone)]
+/// One producer's messages to one SNS or Kafka topic.
+#[derive(Clone)]
 pub struct Outbox {
     db: PgPool,
-    sns: aws_sdk_sns::Client,
+    sink: Sink,
     producer: String,
-    topic_arn: String,
+}
+
+/// Where an outbox publishes.
+#[derive(Clone)]
+enum Sink {
+    Sns {
+        client: aws_sdk_sns::Client,
+        topic_arn: String,
+    },
+    Kafka {
+        producer: Producer,
+        topic: String,
+    },
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let to = match &self.sink {
+            Sink::Sns { topic_arn, .. } => topic_arn,
+            Sink::Kafka { topic, .. } => topic,
+        };
+        f.debug_struct("Outbox")
+            .field("producer", &self.producer)
+            .field("to", to)
+            .finish()
+    }
 }
 
 /// A claimed row (`sql/outbox/claim.sql`).
@@ -64,12 +92,14 @@ struct Claimed {
     subject: String,
     body: Value,
     attributes: Value,
+    message_key: Option<String>,
     /// The claim's time: its token.
     claimed_at: DateTime<Utc>,
 }
 
 impl Outbox {
-    /// `producer` names the function that owns the messages (only it publishes them).
+    /// To the SNS topic `topic_arn`. `producer` names the function that owns the messages
+    /// (only it publishes them).
     pub fn new(
         db: PgPool,
         sns: aws_sdk_sns::Client,
@@ -78,9 +108,28 @@ impl Outbox {
     ) -> Self {
         Self {
             db,
-            sns,
+            sink: Sink::Sns {
+                client: sns,
+                topic_arn: topic_arn.into(),
+            },
             producer: producer.into(),
-            topic_arn: topic_arn.into(),
+        }
+    }
+
+    /// To the Kafka topic `topic`, each record keyed by its notice's key.
+    pub fn to_kafka(
+        db: PgPool,
+        kafka: Producer,
+        producer: impl Into<String>,
+        topic: impl Into<String>,
+    ) -> Self {
+        Self {
+            db,
+            sink: Sink::Kafka {
+                producer: kafka,
+                topic: topic.into(),
+            },
+            producer: producer.into(),
         }
     }
 
@@ -97,6 +146,7 @@ impl Outbox {
         let keys: Vec<&str> = messages.iter().map(|m| m.dedup_key.as_str()).collect();
         let subjects: Vec<&str> = messages.iter().map(|m| m.subject.as_str()).collect();
         let bodies: Vec<Value> = messages.iter().map(|m| m.body.clone()).collect();
+        let message_keys: Vec<Option<&str>> = messages.iter().map(|m| m.key.as_deref()).collect();
         let attributes: Vec<Value> = messages
             .iter()
             .map(|m| {
@@ -120,6 +170,7 @@ impl Outbox {
             &subjects as &[&str],
             &bodies,
             &attributes,
+            &message_keys as &[Option<&str>],
         )
         .execute(&mut *tx)
         .await
@@ -144,7 +195,11 @@ impl Outbox {
             let Some(claim) = claimed.first().map(|c| c.claimed_at) else {
                 break;
             };
-            for chunk in claimed.chunks(BATCH) {
+            let batch = match self.sink {
+                Sink::Sns { .. } => SNS_BATCH,
+                Sink::Kafka { .. } => claimed.len(),
+            };
+            for chunk in claimed.chunks(batch) {
                 let published = self.publish(chunk).await;
                 self.settle(&published.sent, claim, true).await?;
                 self.set_aside(&published.refused, claim).await?;
@@ -188,80 +243,10 @@ impl Outbox {
 
     /// Publishes one batch.
     async fn publish(&self, rows: &[Claimed]) -> Published {
-        let mut entries = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut entry = PublishBatchRequestEntry::builder()
-                .id(row.id.to_string())
-                .subject(&row.subject)
-                .message(row.body.to_string());
-            let named = row
-                .attributes
-                .as_object()
-                .into_iter()
-                .flatten()
-                .filter_map(|(name, v)| {
-                    Some((name.clone(), serde_json::from_value(v.clone()).ok()?))
-                })
-                .chain([(
-                    "dedup_key".to_owned(),
-                    Attribute::String(row.dedup_key.clone()),
-                )]);
-            for (name, attribute) in named {
-                match sns_attribute(&attribute) {
-                    Ok(value) => entry = entry.message_attributes(name, value),
-                    Err(err) => return Published::failed(WorkerError::retryable(err)),
-                }
-            }
-            match entry.build() {
-                Ok(entry) => entries.push(entry),
-                Err(err) => return Published::failed(WorkerError::retryable(err)),
-            }
+        match &self.sink {
+            Sink::Sns { client, topic_arn } => publish_sns(client, topic_arn, rows).await,
+            Sink::Kafka { producer, topic } => publish_kafka(producer, topic, rows).await,
         }
-        let answer = self
-            .sns
-            .publish_batch()
-            .topic_arn(&self.topic_arn)
-            .set_publish_batch_request_entries(Some(entries))
-            .send()
-            .await;
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(err) => {
-                return Published::failed(WorkerError::retryable(
-                    anyhow::Error::new(err).context("SNS publish"),
-                ));
-            }
-        };
-        let id = |text: Option<&str>| text.and_then(|t| t.parse::<i64>().ok());
-        let mut published = Published {
-            sent: answer
-                .successful()
-                .iter()
-                .filter_map(|s| id(s.id()))
-                .collect(),
-            ..Published::default()
-        };
-        for failed in answer.failed() {
-            let reason = storable(&format!(
-                "{} {}",
-                failed.code(),
-                failed.message().unwrap_or_default()
-            ));
-            match id(Some(failed.id())) {
-                Some(row) if failed.sender_fault() => {
-                    tracing::error!(row, %reason, "SNS refused a notification; set aside");
-                    published.refused.push((row, reason));
-                }
-                _ => {
-                    published
-                        .failure
-                        .get_or_insert(WorkerError::retryable(anyhow::anyhow!(
-                            "SNS could not take a message: {reason}"
-                        )));
-                }
-            }
-        }
-        published
     }
 
     /// Sets aside the messages SNS refused for their own sake, with the reason.
@@ -303,6 +288,119 @@ impl Outbox {
         settled.map_err(classify)?;
         Ok(())
     }
+}
+
+/// Publishes one batch to SNS.
+async fn publish_sns(client: &aws_sdk_sns::Client, topic_arn: &str, rows: &[Claimed]) -> Published {
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut entry = PublishBatchRequestEntry::builder()
+            .id(row.id.to_string())
+            .subject(&row.subject)
+            .message(row.body.to_string());
+        let named = row
+            .attributes
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, v)| Some((name.clone(), serde_json::from_value(v.clone()).ok()?)))
+            .chain([(
+                "dedup_key".to_owned(),
+                Attribute::String(row.dedup_key.clone()),
+            )]);
+        for (name, attribute) in named {
+            match sns_attribute(&attribute) {
+                Ok(value) => entry = entry.message_attributes(name, value),
+                Err(err) => return Published::failed(WorkerError::retryable(err)),
+            }
+        }
+        match entry.build() {
+            Ok(entry) => entries.push(entry),
+            Err(err) => return Published::failed(WorkerError::retryable(err)),
+        }
+    }
+    let answer = client
+        .publish_batch()
+        .topic_arn(topic_arn)
+        .set_publish_batch_request_entries(Some(entries))
+        .send()
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(err) => {
+            return Published::failed(WorkerError::retryable(
+                anyhow::Error::new(err).context("SNS publish"),
+            ));
+        }
+    };
+    let id = |text: Option<&str>| text.and_then(|t| t.parse::<i64>().ok());
+    let mut published = Published {
+        sent: answer
+            .successful()
+            .iter()
+            .filter_map(|s| id(s.id()))
+            .collect(),
+        ..Published::default()
+    };
+    for failed in answer.failed() {
+        let reason = storable(&format!(
+            "{} {}",
+            failed.code(),
+            failed.message().unwrap_or_default()
+        ));
+        match id(Some(failed.id())) {
+            Some(row) if failed.sender_fault() => {
+                tracing::error!(row, %reason, "SNS refused a notification; set aside");
+                published.refused.push((row, reason));
+            }
+            _ => {
+                published
+                    .failure
+                    .get_or_insert(WorkerError::retryable(anyhow::anyhow!(
+                        "SNS could not take a message: {reason}"
+                    )));
+            }
+        }
+    }
+    published
+}
+/// Publishes one round to Kafka and waits for every acknowledgement; the dedup key rides as a
+/// header.
+async fn publish_kafka(producer: &Producer, topic: &str, rows: &[Claimed]) -> Published {
+    let payloads: Vec<String> = rows.iter().map(|row| row.body.to_string()).collect();
+    let headers: Vec<[(&str, &[u8]); 1]> = rows
+        .iter()
+        .map(|row| [("dedup_key", row.dedup_key.as_bytes())])
+        .collect();
+    let records: Vec<Outgoing<'_>> = rows
+        .iter()
+        .zip(&payloads)
+        .zip(&headers)
+        .map(|((row, payload), headers)| Outgoing {
+            key: row.message_key.as_deref().unwrap_or_default().as_bytes(),
+            payload: payload.as_bytes(),
+            headers,
+        })
+        .collect();
+    let mut published = Published::default();
+    for (row, result) in rows.iter().zip(producer.send_all(topic, &records).await) {
+        match result {
+            Ok(()) => published.sent.push(row.id),
+            Err(Unsent::Refused(err)) => {
+                let reason = storable(&err.to_string());
+                tracing::error!(row = row.id, %reason, "the broker refused an outbox record; set aside");
+                published.refused.push((row.id, reason));
+            }
+            Err(unsent @ Unsent::Failed(_)) => {
+                published
+                    .failure
+                    .get_or_insert(WorkerError::retryable(anyhow::anyhow!(
+                        "produce to {topic}: {unsent}"
+                    )));
+            }
+        }
+    }
+    published
 }
 
 fn sns_attribute(

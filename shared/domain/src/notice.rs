@@ -23,6 +23,8 @@ pub struct Notice {
     pub subject: String,
     pub body: Value,
     pub attributes: Vec<(String, Attribute)>,
+    /// The Kafka record key, for an outbox that publishes to Kafka; SNS has none.
+    pub key: Option<String>,
 }
 
 /// A campaign paused because its day's DB spend reached its daily budget (budget-sync, to the
@@ -63,6 +65,7 @@ pub fn campaign_paused(pause: &Pause) -> Notice {
             "daily_budget": daily_budget,
         }),
         attributes: Vec::new(),
+        key: None,
     }
 }
 
@@ -88,6 +91,7 @@ pub fn quality_score_drop(change: &ScoreChange) -> Notice {
             "advertiser_id".to_owned(),
             Attribute::Number(change.advertiser_id.to_string()),
         )],
+        key: None,
     }
 }
 

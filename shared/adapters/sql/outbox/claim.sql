@@ -8,4 +8,5 @@ UPDATE outbox o SET claimed_at = now()
          ORDER BY id LIMIT $2
            FOR UPDATE SKIP LOCKED) AS due
  WHERE o.id = due.id
-RETURNING o.id, o.dedup_key, o.subject, o.body, o.attributes, o.claimed_at AS "claimed_at!"
+RETURNING o.id, o.dedup_key, o.subject, o.body, o.attributes, o.message_key,
+          o.claimed_at AS "claimed_at!"

@@ -1,0 +1,134 @@
+//! The alerts' world: tokens from the local issuer (`.stack/jwt`, written by `make up`), push
+//! endpoints in the local AWS endpoint, and a stand-in for the WebSocket API's management
+//! endpoint (`POST /@connections/{id}`) that can say a connection is gone (410) or fail (500).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::repo_root;
+
+/// The local issuer and the audience the platform's tokens are for (template parameters
+/// `JwtIssuer`, `JwtAudience` on the local stack).
+pub const LOCAL_ISSUER: &str = "https://auth.adworkers.local/";
+pub const LOCAL_AUDIENCE: &str = "adworkers-ops";
+
+fn jwt_file(name: &str) -> anyhow::Result<String> {
+    let path = repo_root().join(".stack/jwt").join(name);
+    std::fs::read_to_string(&path).with_context(|| format!("read {} (run make up)", path.display()))
+}
+
+/// The local issuer's JWKS.
+pub fn local_jwks() -> anyhow::Result<String> {
+    jwt_file("jwks.json")
+}
+
+/// A verifier of the local issuer's tokens, as the authorizers are configured locally.
+pub fn local_verifier() -> anyhow::Result<adapters::jwt::Verifier> {
+    adapters::jwt::Verifier::new(&local_jwks()?, LOCAL_ISSUER, LOCAL_AUDIENCE)
+}
+
+/// A token for `subject`, signed by the local issuer, for `audience`, expiring in
+/// `expires_in_secs` (negative: expired already).
+pub fn token(subject: &str, audience: &str, expires_in_secs: i64) -> anyhow::Result<String> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(jwt_file("kid")?.trim().to_owned());
+    let claims = serde_json::json!({
+        "iss": LOCAL_ISSUER, "aud": audience, "sub": subject,
+        "iat": now, "exp": now + expires_in_secs, "scope": "alerts:write",
+    });
+    let key = EncodingKey::from_rsa_pem(jwt_file("private.pem")?.as_bytes())?;
+    Ok(encode(&header, &claims, &key)?)
+}
+
+/// A stand-in for the WebSocket API's management endpoint. Connections named gone answer 410,
+/// failing ones 500, the rest 200; every post is recorded.
+pub struct ConnectionsApi {
+    pub server: MockServer,
+}
+
+impl ConnectionsApi {
+    pub async fn start(gone: &[&str], failing: &[&str]) -> Self {
+        let server = MockServer::start().await;
+        for (ids, status) in [(gone, 410), (failing, 500)] {
+            for id in ids {
+                Mock::given(method("POST"))
+                    .and(path_regex(format!("^/@connections/{id}$")))
+                    .respond_with(
+                        ResponseTemplate::new(status).set_body_string(r#"{"message":"no"}"#),
+                    )
+                    .with_priority(1)
+                    .mount(&server)
+                    .await;
+            }
+        }
+        Mock::given(method("POST"))
+            .and(path_regex("^/@connections/[^/]+$"))
+            .respond_with(ResponseTemplate::new(200))
+            .with_priority(5)
+            .mount(&server)
+            .await;
+        Self { server }
+    }
+
+    /// The outage is over: every connection answers 200 (what was recorded is forgotten).
+    pub async fn heal(&self) {
+        self.server.reset().await;
+        Mock::given(method("POST"))
+            .and(path_regex("^/@connections/[^/]+$"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&self.server)
+            .await;
+    }
+
+    pub fn uri(&self) -> String {
+        self.server.uri()
+    }
+
+    /// The frames posted to `connection` and answered 200.
+    pub async fn received(&self, connection: &str) -> Vec<String> {
+        let target = format!("/@connections/{connection}");
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.url.path() == target)
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .collect()
+    }
+}
+
+/// A push endpoint in the local SNS for `token` (an FCM application per call).
+pub async fn push_endpoint(sns: &aws_sdk_sns::Client, token: &str) -> anyhow::Result<String> {
+    let app = sns
+        .create_platform_application()
+        .name(crate::unique("t-fcm-"))
+        .platform("GCM")
+        .attributes("PlatformCredential", "local")
+        .send()
+        .await?
+        .platform_application_arn
+        .context("platform application ARN")?;
+    sns.create_platform_endpoint()
+        .platform_application_arn(app)
+        .token(token)
+        .send()
+        .await?
+        .endpoint_arn
+        .context("endpoint ARN")
+}
+
+/// Disables a push endpoint, as SNS does when the platform reports the device gone.
+pub async fn disable_endpoint(sns: &aws_sdk_sns::Client, arn: &str) -> anyhow::Result<()> {
+    sns.set_endpoint_attributes()
+        .endpoint_arn(arn)
+        .attributes("Enabled", "false")
+        .send()
+        .await?;
+    Ok(())
+}
