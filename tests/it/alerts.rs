@@ -177,7 +177,10 @@ async fn post(
     subject: Option<&str>,
     body: &str,
 ) -> anyhow::Result<(StatusCode, Value)> {
-    let mut context = json!({ "requestId": unique("req-") });
+    let mut context = json!({
+        "requestId": unique("req-"),
+        "http": { "method": "POST", "path": "/alerts", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1" },
+    });
     if let Some(subject) = subject {
         context["authorizer"] = json!({ "jwt": { "claims": { "sub": subject } } });
     }

@@ -273,14 +273,20 @@ async fn send(deps: &Deps, alert: &Alert, delivery: &Delivery) -> Outcome {
                 .await;
             match sent {
                 Ok(_) => Outcome::Delivered,
-                Err(err) => match err.as_service_error() {
-                    Some(e) if e.is_gone_exception() => {
-                        Outcome::Gone("WebSocket connection gone (410)".to_owned())
-                    }
-                    _ => Outcome::Failed(WorkerError::retryable(
-                        anyhow::Error::new(err).context("post to a WebSocket connection"),
-                    )),
-                },
+                // API Gateway answers 410 GoneException for a connection that closed.
+                Err(err)
+                    if err
+                        .as_service_error()
+                        .is_some_and(|e| e.is_gone_exception())
+                        || err
+                            .raw_response()
+                            .is_some_and(|r| r.status().as_u16() == 410) =>
+                {
+                    Outcome::Gone("WebSocket connection gone (410)".to_owned())
+                }
+                Err(err) => Outcome::Failed(WorkerError::retryable(
+                    anyhow::Error::new(err).context("post to a WebSocket connection"),
+                )),
             }
         }
     }

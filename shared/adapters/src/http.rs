@@ -211,6 +211,7 @@ mod tests {
     fn context(claims: serde_json::Value) -> RequestContext {
         let context: ApiGatewayV2httpRequestContext = serde_json::from_value(serde_json::json!({
             "requestId": "r-1",
+            "http": { "method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1" },
             "authorizer": { "jwt": { "claims": claims } },
         }))
         .expect("context");
@@ -232,7 +233,11 @@ mod tests {
             None
         );
         let unauthenticated: ApiGatewayV2httpRequestContext =
-            serde_json::from_value(serde_json::json!({"requestId": "r-2"})).expect("context");
+            serde_json::from_value(serde_json::json!({
+                "requestId": "r-2",
+                "http": { "method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1" },
+            }))
+            .expect("context");
         assert_eq!(
             Caller::from_context(&RequestContext::ApiGatewayV2(unauthenticated)),
             None
