@@ -293,8 +293,51 @@ class Alarms(unittest.TestCase):
         text = json.dumps(bodies)
         for metric in ["Invocations", "Errors", "Duration", "Throttles", "ConcurrentExecutions", "OffsetLag",
                        "Records", "Rejected", "Exhausted", "ApproximateNumberOfMessagesVisible",
-                       "BudgetSyncAccuracy", "DurationMs"]:
+                       "BudgetSyncAccuracy", "DurationMs", "4xx", "5xx", "ConnectCount"]:
             self.assertIn(metric, text, f"the dashboard does not show {metric}")
+
+
+class Apis(unittest.TestCase):
+    def test_every_http_operation_requires_the_authorizer(self):
+        # An operation without security is open to the internet.
+        for name, api in of_type("AWS::ApiGatewayV2::Api").items():
+            body = api["Properties"].get("Body")
+            if not body:
+                continue
+            schemes = body.get("components", {}).get("securitySchemes", {})
+            for path, operations in body.get("paths", {}).items():
+                for verb, operation in operations.items():
+                    security = operation.get("security") or body.get("security")
+                    self.assertTrue(security, f"{name}: {verb.upper()} {path} is open")
+                    for requirement in security:
+                        for scheme in requirement:
+                            self.assertEqual(schemes.get(scheme, {}).get("x-amazon-apigateway-authorizer", {}).get("type"),
+                                             "jwt", f"{name}: {verb.upper()} {path} is not behind the JWT authorizer")
+
+    def test_websocket_apis_authorize_connect_and_route_nothing_else_open(self):
+        # Only $connect can be authorized; any other route without it would take messages from
+        # unauthenticated clients, so $disconnect is the only one allowed without.
+        for name, route in of_type("AWS::ApiGatewayV2::Route").items():
+            props = route["Properties"]
+            if props["RouteKey"] == "$connect":
+                self.assertEqual(props.get("AuthorizationType"), "CUSTOM", f"{name}: $connect not authorized")
+                self.assertIn(target(props.get("AuthorizerId")), of_type("AWS::ApiGatewayV2::Authorizer"))
+            else:
+                self.assertEqual(props["RouteKey"], "$disconnect", f"{name}: a route other than $connect/$disconnect")
+
+    def test_every_stage_throttles(self):
+        # Unthrottled, one client can run the account's Lambda concurrency down.
+        for name, stage in of_type("AWS::ApiGatewayV2::Stage").items():
+            settings = stage["Properties"].get("DefaultRouteSettings", {})
+            self.assertIn("ThrottlingRateLimit", settings, f"{name}: not throttled")
+            self.assertIn("ThrottlingBurstLimit", settings, f"{name}: no burst limit")
+
+    def test_every_function_api_gateway_invokes_alarms_on_errors(self):
+        invoked = {target(p["Properties"]["FunctionName"]) for p in of_type("AWS::Lambda::Permission").values()
+                   if p["Properties"].get("Principal") == "apigateway.amazonaws.com"}
+        self.assertTrue(invoked, "no function behind API Gateway")
+        for function in invoked:
+            self.assertTrue(alarms_on("Errors", "FunctionName", {"Ref": function}), f"{function}: no alarm on Errors")
 
 
 class Stack(unittest.TestCase):

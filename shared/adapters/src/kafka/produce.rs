@@ -125,7 +125,7 @@ fn profile(client: &mut ClientConfig) -> &mut ClientConfig {
         .set("queue.buffering.max.messages", "500000")
         .set(
             "message.timeout.ms",
-            &DELIVERY_TIMEOUT.as_millis().to_string(),
+            DELIVERY_TIMEOUT.as_millis().to_string(),
         )
         .set("socket.timeout.ms", "10000")
 }
