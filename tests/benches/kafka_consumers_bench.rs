@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use adapters::kafka::KafkaBatchSummary;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use domain::metrics::parse_window;
-use integration_tests::{BenchResult, TestDb, create_topics, record_bench, unique};
+use integration_tests::{
+    BenchResult, TestDb, create_topics, peak_rss_mib, record_bench, reset_peak_rss, unique,
+};
 use performance_metrics::{CONSUMER, Deps, handle};
 use serde_json::json;
 
@@ -41,26 +43,6 @@ async fn truncate(db: &TestDb) -> anyhow::Result<()> {
         .execute(&db.pool)
         .await?;
     Ok(())
-}
-
-/// Resets the process's peak resident set (Linux: `clear_refs` 5), so the next reading of
-/// `VmHWM` is the peak of what runs in between.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// The process's peak resident set in MiB since the last reset.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmHWM:"))
-                .and_then(|line| line.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {

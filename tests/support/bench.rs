@@ -41,3 +41,23 @@ pub fn record_bench(results: &[BenchResult]) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n")?;
     Ok(path)
 }
+
+/// Resets the process's peak resident set (Linux: `clear_refs` 5), so the next reading of
+/// `VmHWM` is the peak of what runs in between.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident set in MiB since the last reset.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmHWM:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
