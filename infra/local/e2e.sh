@@ -98,6 +98,30 @@ seed_coupons() {
          (3002, 'autumn', 10, 10, '2026-10-01 00:00+09', '2026-11-15 00:00+09') ON CONFLICT DO NOTHING" >/dev/null
 }
 coupon_outcomes() { sql "SELECT string_agg(outcome, ' ' ORDER BY request_id) FROM coupon_issue_outcomes"; }
+# The console's users for the sample alert (events/alert-intake.json, bank-api): ops-ana watches
+# every bank-api alert in a browser (a WebSocket client, and one stale connection the API will
+# call gone), ops-bo its deployments on a phone (a push endpoint in the local SNS), ops-cy only
+# shop-api.
+WS_PORT=9301
+seed_alert_users() {
+  sql "INSERT INTO alert_users (user_id) VALUES ('ops-ana'), ('ops-bo'), ('ops-cy') ON CONFLICT DO NOTHING;
+       INSERT INTO alert_subscriptions (user_id, app_name, alert_kind) VALUES
+         ('ops-ana', 'bank-api', '*'), ('ops-bo', 'bank-api', 'DEPLOYMENT'), ('ops-cy', 'shop-api', '*')
+         ON CONFLICT DO NOTHING;
+       INSERT INTO ws_connections (connection_id, user_id) VALUES ('stale-connection', 'ops-ana') ON CONFLICT DO NOTHING" >/dev/null
+  BO_PHONE=$(peek push-endpoint ops-bo-phone)
+  sql "INSERT INTO push_endpoints (endpoint_arn, user_id, platform) VALUES ('$BO_PHONE', 'ops-bo', 'FCM') ON CONFLICT DO NOTHING" >/dev/null
+}
+# The WebSocket API's local stand-in, and ops-ana's browser connected to it with her token.
+start_websocket() {
+  triggers websocket --listen "127.0.0.1:$WS_PORT" >"$LOGS/websocket.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 40); do listening "$WS_PORT" && break; sleep 0.25; done
+  triggers listen "ws://127.0.0.1:$WS_PORT/?token=$(devtools token ops-ana)" --for 120 >"$LOGS/ws-client.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 40); do [ "$(sql "SELECT count(*) FROM ws_connections WHERE user_id = 'ops-ana' AND connection_id <> 'stale-connection'")" = 1 ] && break; sleep 0.25; done
+}
+alert_statuses() { sql "SELECT string_agg(user_id || '=' || status, ' ' ORDER BY user_id) FROM user_alert_statuses"; }
 failures() { python3 -c 'import json,sys; print(" ".join(sorted(f["itemIdentifier"] for f in json.load(sys.stdin)["batchItemFailures"])))'; }
 outcomes() { python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["outcome"] for l in sys.stdin if l.strip())))'; }
 
@@ -151,6 +175,20 @@ if [ "$MODE" = demo ]; then
     -c "SELECT advertiser_id, settle_date, campaigns, db_spent, redis_spent, matched, redis_over FROM budget_settlements ORDER BY 2, 1"
   printf '== S3 (bucket %s)\n' "$(python3 -c 'import json; print(json.load(open(".stack/resources.json"))["ReportBucket"])')"
   peek objects ReportBucket
+  printf '\n== alerts: POST /alerts (events/alert-intake.json, its JWT verified by the authorizer) -> alert-fanout -> user-alert-delivery -> push and web\n'
+  seed_alert_users
+  start_websocket
+  printf '$ cargo lambda invoke alert-intake --data-file events/alert-intake.json\n'
+  job alert-intake alert-intake.json; echo
+  printf '\n$ local-triggers sources --idle 4\n'
+  sources
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
+    -c "SELECT id, alert_kind, app_name, title, severity, created_by FROM alerts ORDER BY id DESC LIMIT 3" \
+    -c "SELECT alert_id, published, completed_at IS NOT NULL AS fanned_out FROM alert_fanouts ORDER BY alert_id DESC LIMIT 3" \
+    -c "SELECT alert_id, user_id, status FROM user_alert_statuses ORDER BY alert_id DESC, user_id LIMIT 6" \
+    -c "SELECT alert_id, user_id, channel, left(target, 40) AS target, state, last_error FROM user_alert_deliveries ORDER BY alert_id DESC, user_id LIMIT 6"
+  printf '== what ops-ana'"'"'s browser received (local-triggers listen)\n'; cat "$LOGS/ws-client.out"
+  printf '\n== what the local SNS delivered to ops-bo'"'"'s phone\n'; peek push-messages "$BO_PHONE"
   printf '\n(running again is safe: a repeated request changes nothing and sends nothing)\n'
   exit 0
 fi
@@ -202,12 +240,40 @@ done
   || fail "the malformed coupon request was not dead-lettered"
 # Committed: the groups have nothing left to read.
 again=$(sources)
-[ "$(grep -c "Kafka: 0 records" <<<"$again")" = 4 ] || fail "offsets not committed: $again"
+[ "$(grep -c "Kafka: 0 records" <<<"$again")" = 6 ] || fail "offsets not committed: $again"
 # The same requests again, from the file: every id is decided, nothing changes.
 out=$(job coupon-issue coupon-issue.json)
 [ "$(field applied <<<"$out") $(field rejected <<<"$out")" = "0 1" ] || fail "coupon-issue replay: $out"
 [ "$(coupon_outcomes)" = "issued issued duplicate sold_out expired invalid" ] || fail "coupon replay changed outcomes"
 [ "$(sql "SELECT count(*) FROM user_coupons")" = 2 ] || fail "coupon replay granted again"
+
+# ---- alerts: the HTTP event through alert-intake, the topics through the local sources, push
+# to the local SNS and web through the WebSocket stand-in to a connected client
+seed_alert_users
+start_websocket
+out=$(job alert-intake alert-intake.json)
+[ "$(field statusCode <<<"$out")" = 202 ] || fail "alert-intake: $out"
+sources >/dev/null
+[ "$(alert_statuses)" = "ops-ana=delivered ops-bo=delivered" ] || fail "alert statuses: $(alert_statuses)"
+grep -q "bank-api v2.4.1 deployed" "$LOGS/ws-client.out" || fail "ops-ana's browser got nothing: $(cat "$LOGS/ws-client.out")"
+[ -n "$(peek push-messages "$BO_PHONE")" ] || fail "ops-bo's phone got nothing"
+[ "$(sql "SELECT count(*) FROM ws_connections WHERE connection_id = 'stale-connection'")" = 0 ] || fail "the gone connection was kept"
+# The same request again (its dedupe key): the first alert, nothing new.
+out=$(job alert-intake alert-intake.json)
+grep -q '\\"duplicate\\":true' <<<"$out" || fail "alert-intake retry: $out"
+# The sample MSK events replayed: alert 1 fanned out already; ops-ana and ops-bo have their
+# status; ops-cy gets one (stored: no channel); the poison record of each file is dead-lettered.
+out=$(job alert-fanout alert-fanout.json)
+[ "$(field applied <<<"$out") $(field rejected <<<"$out")" = "1 1" ] || fail "alert-fanout replay: $out"
+out=$(job user-alert-delivery user-alert-delivery.json)
+[ "$(field applied <<<"$out") $(field rejected <<<"$out")" = "1 1" ] || fail "user-alert-delivery replay: $out"
+[ "$(alert_statuses)" = "ops-ana=delivered ops-bo=delivered ops-cy=stored" ] || fail "statuses after replay: $(alert_statuses)"
+[ "$(grep -c "bank-api v2.4.1 deployed" "$LOGS/ws-client.out")" = 1 ] || fail "the replay delivered again"
+# WebSocket $connect / $disconnect events from the files.
+job alert-connections alert-connections-connect.json >/dev/null
+[ "$(sql "SELECT user_id FROM ws_connections WHERE connection_id = 'Qx3Uxd1BIE0CIYw='")" = ops-ana ] || fail "\$connect not kept"
+job alert-connections alert-connections-disconnect.json >/dev/null
+[ "$(sql "SELECT count(*) FROM ws_connections WHERE connection_id = 'Qx3Uxd1BIE0CIYw='")" = 0 ] || fail "\$disconnect not applied"
 
 # ---- scheduled jobs: the events/ files through cargo lambda invoke, as the scheduler would
 # (without the Kafka samples' windows, which have no raw events behind them)
@@ -236,4 +302,4 @@ out=$(job retention retention-dry-run.json)
 [ "$(field dry_run <<<"$out")" = True ] || fail "retention dry run: $out"
 job retention retention.json >/dev/null
 [ "$(sql "SELECT count(*) FROM ad_events")" = "$before" ] || fail "retention touched events inside their window"
-echo "e2e: 9 passed, 0 failed"
+echo "e2e: 10 passed, 0 failed"

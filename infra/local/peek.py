@@ -6,6 +6,9 @@ names (from .stack/resources.json, written by provision.py).
   peek.py objects BUCKET     print the bucket's keys with their sizes
   peek.py send QUEUE FILE    send the bodies of an SQS event file's records to the queue, as a
                              producer would
+  peek.py push-endpoint TOKEN  print the ARN of an FCM platform endpoint for the device TOKEN
+                             (the application 'adworkers-local-fcm' is created once)
+  peek.py push-messages ARN  print what the local SNS delivered to a platform endpoint
 """
 import json
 import os
@@ -44,6 +47,20 @@ def main(command, *names):
         for record in records:
             sqs.send_message(QueueUrl=url, MessageBody=record["body"])
         print(f"  {len(records)} messages sent to {url.rsplit('/', 1)[-1]}")
+    elif command == "push-endpoint":
+        sns = client("sns")
+        app = sns.create_platform_application(
+            Name="adworkers-local-fcm", Platform="GCM", Attributes={"PlatformCredential": "local"}
+        )["PlatformApplicationArn"]
+        print(sns.create_platform_endpoint(PlatformApplicationArn=app, Token=names[0])["EndpointArn"])
+    elif command == "push-messages":
+        # moto keeps what it "delivered" to each endpoint; its state API shows it.
+        import urllib.request
+        state = json.load(urllib.request.urlopen(f"{os.environ['AWS_ENDPOINT_URL']}/moto-api/data.json"))
+        for endpoint in state.get("sns", {}).get("PlatformEndpoint", []):
+            if endpoint.get("arn") == names[0]:
+                for message in endpoint.get("messages", {}).values():
+                    print(message)
     else:
         sys.exit(__doc__)
 

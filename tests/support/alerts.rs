@@ -2,18 +2,13 @@
 //! endpoints in the local AWS endpoint, and a stand-in for the WebSocket API's management
 //! endpoint (`POST /@connections/{id}`) that can say a connection is gone (410) or fail (500).
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use anyhow::Context as _;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::repo_root;
 
-/// The local issuer and the audience the platform's tokens are for (template parameters
-/// `JwtIssuer`, `JwtAudience` on the local stack).
-pub const LOCAL_ISSUER: &str = "https://auth.adworkers.local/";
-pub const LOCAL_AUDIENCE: &str = "adworkers-ops";
+pub use devtools::token::{LOCAL_AUDIENCE, LOCAL_ISSUER};
 
 fn jwt_file(name: &str) -> anyhow::Result<String> {
     let path = repo_root().join(".stack/jwt").join(name);
@@ -33,16 +28,12 @@ pub fn local_verifier() -> anyhow::Result<adapters::jwt::Verifier> {
 /// A token for `subject`, signed by the local issuer, for `audience`, expiring in
 /// `expires_in_secs` (negative: expired already).
 pub fn token(subject: &str, audience: &str, expires_in_secs: i64) -> anyhow::Result<String> {
-    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(jwt_file("kid")?.trim().to_owned());
-    let claims = serde_json::json!({
-        "iss": LOCAL_ISSUER, "aud": audience, "sub": subject,
-        "iat": now, "exp": now + expires_in_secs, "scope": "alerts:write",
-    });
-    let key = EncodingKey::from_rsa_pem(jwt_file("private.pem")?.as_bytes())?;
-    Ok(encode(&header, &claims, &key)?)
+    devtools::token::local_token(
+        &repo_root().join(".stack/jwt"),
+        subject,
+        audience,
+        expires_in_secs,
+    )
 }
 
 /// A stand-in for the WebSocket API's management endpoint. Connections named gone answer 410,

@@ -56,6 +56,16 @@ enum Command {
         #[arg(long)]
         group: Option<String>,
     },
+    /// Print a token of the local issuer (.stack/jwt) for SUBJECT, as the console's identity
+    /// provider would hand out.
+    Token {
+        subject: String,
+        #[arg(long, default_value = devtools::token::LOCAL_AUDIENCE)]
+        audience: String,
+        /// Seconds until it expires (negative: expired already).
+        #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
+        expires_in: i64,
+    },
     /// Print the recorded outcome of a coupon issue request as JSON.
     CouponOutcome {
         request_id: String,
@@ -76,6 +86,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Redrive { dlq, group } => {
             let group = group.unwrap_or_else(|| format!("{dlq}-redrive"));
             redrive(&dlq, &group).await
+        }
+        Command::Token {
+            subject,
+            audience,
+            expires_in,
+        } => {
+            let jwt = repo_root().join(".stack/jwt");
+            println!(
+                "{}",
+                devtools::token::local_token(&jwt, &subject, &audience, expires_in)?
+            );
+            Ok(())
         }
         Command::CouponOutcome {
             request_id,

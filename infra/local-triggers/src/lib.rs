@@ -1,4 +1,4 @@
-//! Lambda's event sources for a SAM template, run locally: the template that deploys says which
+//! Lambda's event sources for a SAM template, and an API Gateway WebSocket API, run locally: the template that deploys says which
 //! function each queue, topic and schedule feeds, with which batch sizes, windows, retries and
 //! destinations, and this crate delivers to the functions through the Lambda invoke API that
 //! `cargo lambda watch` serves. See `docs/local-stack.md#local-triggers`.
@@ -10,3 +10,4 @@ pub mod report;
 pub mod scheduler;
 pub mod sqs;
 pub mod template;
+pub mod websocket;

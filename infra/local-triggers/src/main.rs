@@ -12,10 +12,11 @@ use clap::{Parser, Subcommand};
 use local_triggers::invoke::Invoker;
 use local_triggers::scheduler::{self, Account, Backoff, Fired};
 use local_triggers::template::Sources;
+use local_triggers::websocket::{self, Gateway};
 use local_triggers::{msk, sqs};
 
-/// Lambda's event sources (SQS, MSK, EventBridge Scheduler) for a SAM template, run locally
-/// against `cargo lambda watch`.
+/// Lambda's event sources (SQS, MSK, EventBridge Scheduler) for a SAM template, and a WebSocket
+/// API, run locally against `cargo lambda watch`.
 #[derive(Parser)]
 #[command(name = "local-triggers", version)]
 struct Cli {
@@ -67,6 +68,21 @@ enum Command {
     /// Scheduler's side alone.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// An API Gateway WebSocket API in front of FUNCTION: clients connect to ws://LISTEN/?token=…
+    /// (the function authorizes $connect and handles $connect/$disconnect); POST
+    /// /@connections/{id} posts to a live connection, 410 GoneException for the rest.
+    Websocket {
+        #[arg(long, default_value = "127.0.0.1:9301")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = "alert-connections")]
+        function: String,
+    },
+    /// A WebSocket client: connect to URL and print every text frame received for SECS seconds.
+    Listen {
+        url: String,
+        #[arg(long = "for", value_name = "SECS", value_parser = seconds, default_value = "10")]
+        duration: Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +125,23 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Websocket { listen, function } => {
+            let gateway = Gateway::new(Invoker::new(&cli.invoke_url)?, function);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listen on {listen}"))?;
+            println!("websocket: ws://{listen}/?token=... in front of {function}");
+            axum::serve(listener, gateway.router()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Listen { url, duration } => {
+            let received = websocket::listen(url, *duration).await?;
+            eprintln!("listen: {received} frames");
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let sources = Sources::read(&cli.template, &cli.resources)?;
     let invoker = Invoker::new(&cli.invoke_url)?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -210,6 +243,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Websocket { .. } | Command::Listen { .. } => Ok(ExitCode::SUCCESS),
         Command::Schedule(ScheduleCommand::Fire {
             function,
             at,

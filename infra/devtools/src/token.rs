@@ -1,0 +1,37 @@
+//! Tokens of the local issuer (`.stack/jwt`, written by `make up`), for the demo and the tests:
+//! what the console's identity provider hands out in production, signed RS256 with the key
+//! whose JWKS the local authorizers read.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+
+/// The local issuer and the audience the console's tokens are for (the template's `JwtIssuer`
+/// and `JwtAudience` on the local stack).
+pub const LOCAL_ISSUER: &str = "https://auth.adworkers.local/";
+pub const LOCAL_AUDIENCE: &str = "adworkers-ops";
+
+/// A token for `subject` and `audience`, expiring in `expires_in_secs` (negative: already
+/// expired), signed with the key in `jwt_dir`.
+pub fn local_token(
+    jwt_dir: &Path,
+    subject: &str,
+    audience: &str,
+    expires_in_secs: i64,
+) -> anyhow::Result<String> {
+    let read = |name: &str| {
+        std::fs::read_to_string(jwt_dir.join(name))
+            .with_context(|| format!("read {} (run make up)", jwt_dir.join(name).display()))
+    };
+    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(read("kid")?.trim().to_owned());
+    let claims = serde_json::json!({
+        "iss": LOCAL_ISSUER, "aud": audience, "sub": subject,
+        "iat": now, "exp": now + expires_in_secs, "scope": "alerts:write",
+    });
+    let key = EncodingKey::from_rsa_pem(read("private.pem")?.as_bytes())?;
+    Ok(encode(&header, &claims, &key)?)
+}
