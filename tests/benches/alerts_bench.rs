@@ -77,7 +77,7 @@ async fn intake(db: &PgPool, topic: &str) -> anyhow::Result<Vec<BenchResult>> {
                     .uri("/alerts")
                     .header("content-type", "application/json")
                     .extension(context)
-                    .body(axum::body::Body::from(body))?;
+                    .body(lambda_http::Body::from(body))?;
                 let sent = Instant::now();
                 let response = router.clone().oneshot(request).await?;
                 anyhow::ensure!(response.status() == 202, "answered {}", response.status());

@@ -179,19 +179,20 @@ async fn post(
 ) -> anyhow::Result<(StatusCode, Value)> {
     let mut context = json!({
         "requestId": unique("req-"),
-        "http": { "method": "POST", "path": "/alerts", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1" },
+        "http": { "method": "POST", "path": "/v1/alerts", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1" },
+        "stage": "v1",
     });
     if let Some(subject) = subject {
         context["authorizer"] = json!({ "jwt": { "claims": { "sub": subject } } });
     }
     let request = Request::builder()
         .method("POST")
-        .uri("/alerts")
+        .uri("/v1/alerts")
         .header("content-type", "application/json")
         .extension(RequestContext::ApiGatewayV2(serde_json::from_value(
             context,
         )?))
-        .body(axum::body::Body::from(body.to_owned()))?;
+        .body(lambda_http::Body::from(body.to_owned()))?;
     let response = alert_intake::router(deps).oneshot(request).await?;
     let status = response.status();
     let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;

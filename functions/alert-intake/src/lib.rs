@@ -75,11 +75,13 @@ impl Deps {
     }
 }
 
-/// The function's routes.
-pub fn router(deps: Arc<Deps>) -> Router {
-    Router::new()
-        .route("/alerts", post(create_alert))
-        .with_state(deps)
+/// The function's routes, as API Gateway reaches them (`adapters::http::app`).
+pub fn router(deps: Arc<Deps>) -> adapters::http::App {
+    adapters::http::app(
+        Router::new()
+            .route("/alerts", post(create_alert))
+            .with_state(deps),
+    )
 }
 
 /// `202 Accepted`'s body.

@@ -195,12 +195,56 @@ pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     }
 }
 
-/// Runs the Lambda loop for `router`; unknown paths and methods answer as problems.
-pub async fn serve(router: axum::Router) -> Result<(), lambda_runtime::Error> {
+/// An HTTP function as API Gateway reaches it ([`app`]).
+pub type App = tower::util::MapRequest<axum::Router, fn(LambdaRequest) -> LambdaRequest>;
+
+/// A request as `lambda_http` hands it over.
+pub type LambdaRequest = axum::http::Request<lambda_http::Body>;
+
+/// A function's routes as API Gateway reaches them: the stage API Gateway puts before every
+/// path (`/v1/alerts`) taken off before routing, and unknown paths and methods answered as
+/// problems.
+pub fn app(router: axum::Router) -> App {
     let router = router
         .fallback(|| async { Problem::not_found() })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() });
-    lambda_http::run(router).await
+    // Around the router, not inside it: middleware added with `Router::layer` runs after
+    // routing, too late to change the path.
+    tower::util::MapRequest::new(router, without_stage::<lambda_http::Body> as fn(_) -> _)
+}
+
+/// The request with its path relative to the stage: an HTTP API stage other than `$default`
+/// prefixes the raw path with `/<stage>`.
+fn without_stage<B>(mut request: axum::http::Request<B>) -> axum::http::Request<B> {
+    let stage = match request.extensions().get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|stage| stage != "$default" && !stage.is_empty()) else {
+        return request;
+    };
+    let uri = request.uri();
+    let rest = uri
+        .path()
+        .strip_prefix('/')
+        .and_then(|path| path.strip_prefix(stage.as_str()))
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'));
+    if let Some(rest) = rest {
+        let path = if rest.is_empty() { "/" } else { rest };
+        let rebuilt = match uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        if let Ok(uri) = rebuilt.parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+/// Runs the Lambda loop for `app`.
+pub async fn serve(app: App) -> Result<(), lambda_runtime::Error> {
+    lambda_http::run(app).await
 }
 
 #[cfg(test)]

@@ -55,12 +55,8 @@ pub struct AlertRequest {
 
 /// Checks an alert request's fields; the first flaw found is the answer.
 pub fn validate(request: &AlertRequest) -> Result<(), WorkerError> {
-    token("alert_kind", &request.alert_kind, MAX_KIND_LEN, |c| {
-        c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
-    })?;
-    token("app_name", &request.app_name, MAX_APP_NAME_LEN, |c| {
-        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
-    })?;
+    kind("alert_kind", &request.alert_kind)?;
+    app("app_name", &request.app_name)?;
     text("title", &request.title, MAX_TITLE_CHARS)?;
     text("body", &request.body, MAX_BODY_CHARS)?;
     if let Some(key) = &request.dedupe_key {
@@ -69,6 +65,20 @@ pub fn validate(request: &AlertRequest) -> Result<(), WorkerError> {
         })?;
     }
     Ok(())
+}
+
+/// An alert kind: `A-Z 0-9 _`, like `DEPLOYMENT`.
+fn kind(field: &str, value: &str) -> Result<(), WorkerError> {
+    token(field, value, MAX_KIND_LEN, |c| {
+        c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
+    })
+}
+
+/// An app name: `A-Z a-z 0-9 - _ .`, like `bank-api`.
+fn app(field: &str, value: &str) -> Result<(), WorkerError> {
+    token(field, value, MAX_APP_NAME_LEN, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+    })
 }
 
 /// A non-empty identifier of at most `max` characters, each allowed by `allowed`.
@@ -141,12 +151,8 @@ pub fn parse_alert_created(value: &[u8]) -> Result<AlertCreated, WorkerError> {
     if event.alert_id <= 0 {
         return Err(WorkerError::out_of_range("alertId must be positive"));
     }
-    token("alertKind", &event.alert_kind, MAX_KIND_LEN, |c| {
-        c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'
-    })?;
-    token("appName", &event.app_name, MAX_APP_NAME_LEN, |c| {
-        c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
-    })?;
+    kind("alertKind", &event.alert_kind)?;
+    app("appName", &event.app_name)?;
     Ok(event)
 }
 
