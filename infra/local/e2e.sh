@@ -109,7 +109,7 @@ seed_alert_users() {
          ('ops-ana', 'bank-api', '*'), ('ops-bo', 'bank-api', 'DEPLOYMENT'), ('ops-cy', 'shop-api', '*')
          ON CONFLICT DO NOTHING;
        INSERT INTO ws_connections (connection_id, user_id) VALUES ('stale-connection', 'ops-ana') ON CONFLICT DO NOTHING" >/dev/null
-  BO_PHONE=$(peek push-endpoint ops-bo-phone)
+  BO_PHONE=$(peek push-endpoint "ops-bo-phone-${DB_NAME:-adworkers}")
   sql "INSERT INTO push_endpoints (endpoint_arn, user_id, platform) VALUES ('$BO_PHONE', 'ops-bo', 'FCM') ON CONFLICT DO NOTHING" >/dev/null
 }
 # The WebSocket API's local stand-in, and ops-ana's browser connected to it with her token.
