@@ -328,6 +328,33 @@ mod tests {
     }
 
     #[test]
+    fn the_stage_comes_off_the_path_before_routing() {
+        let request = |uri: &str, stage: Option<&str>| {
+            let mut context = serde_json::json!({
+                "requestId": "r",
+                "http": { "method": "POST", "path": uri, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1" },
+            });
+            if let Some(stage) = stage {
+                context["stage"] = stage.into();
+            }
+            let context: ApiGatewayV2httpRequestContext =
+                serde_json::from_value(context).expect("context");
+            axum::http::Request::builder()
+                .uri(uri)
+                .extension(RequestContext::ApiGatewayV2(context))
+                .body(())
+                .expect("request")
+        };
+        let path =
+            |uri: &str, stage: Option<&str>| without_stage(request(uri, stage)).uri().to_string();
+        assert_eq!(path("/v1/alerts?x=1", Some("v1")), "/alerts?x=1");
+        assert_eq!(path("/v1", Some("v1")), "/");
+        assert_eq!(path("/alerts", Some("$default")), "/alerts");
+        assert_eq!(path("/v10/alerts", Some("v1")), "/v10/alerts");
+        assert_eq!(path("/alerts", None), "/alerts");
+    }
+
+    #[test]
     fn server_faults_say_nothing_internal() {
         let problem = Problem::from(WorkerError::retryable(anyhow::anyhow!(
             "password authentication failed for user postgres"
