@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use local_triggers::http_api::{self, HttpGateway};
 use local_triggers::invoke::Invoker;
 use local_triggers::scheduler::{self, Account, Backoff, Fired};
 use local_triggers::template::Sources;
@@ -68,6 +69,15 @@ enum Command {
     /// Scheduler's side alone.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// The template's HTTP APIs: each HttpApi event served at http://LISTEN/<stage><path>,
+    /// behind its API's JWT authorizer (tokens verified with the JWKS file), the function
+    /// invoked with API Gateway's payload-2.0 event.
+    Http {
+        #[arg(long, default_value = "127.0.0.1:9300")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value = ".stack/jwt/jwks.json")]
+        jwks: PathBuf,
+    },
     /// An API Gateway WebSocket API in front of FUNCTION: clients connect to ws://LISTEN/?token=…
     /// (the function authorizes $connect and handles $connect/$disconnect); POST
     /// /@connections/{id} posts to a live connection, 410 GoneException for the rest.
@@ -132,6 +142,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("listen on {listen}"))?;
             println!("websocket: ws://{listen}/?token=... in front of {function}");
+            axum::serve(listener, gateway.router()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Http { listen, jwks } => {
+            let template: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(&cli.template)
+                    .with_context(|| format!("read {}", cli.template.display()))?,
+            )?;
+            let routes = http_api::routes(&template)?;
+            let jwks = std::fs::read_to_string(jwks)
+                .with_context(|| format!("read {}", jwks.display()))?;
+            for route in &routes {
+                println!(
+                    "http: {} http://{listen}/{}{} -> {}{}",
+                    route.method,
+                    route.stage,
+                    route.path,
+                    route.function,
+                    if route.jwt.is_some() { " (JWT)" } else { "" }
+                );
+            }
+            let gateway = HttpGateway::new(routes, &jwks, Invoker::new(&cli.invoke_url)?)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listen on {listen}"))?;
             axum::serve(listener, gateway.router()).await?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -243,7 +278,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Websocket { .. } | Command::Listen { .. } => Ok(ExitCode::SUCCESS),
+        Command::Http { .. } | Command::Websocket { .. } | Command::Listen { .. } => {
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schedule(ScheduleCommand::Fire {
             function,
             at,
