@@ -103,6 +103,7 @@ coupon_outcomes() { sql "SELECT string_agg(outcome, ' ' ORDER BY request_id) FRO
 # call gone), ops-bo its deployments on a phone (a push endpoint in the local SNS), ops-cy only
 # shop-api.
 WS_PORT=9301
+HTTP_PORT=9300
 seed_alert_users() {
   sql "INSERT INTO alert_users (user_id) VALUES ('ops-ana'), ('ops-bo'), ('ops-cy') ON CONFLICT DO NOTHING;
        INSERT INTO alert_subscriptions (user_id, app_name, alert_kind) VALUES
@@ -121,7 +122,23 @@ start_websocket() {
   pids+=($!)
   for _ in $(seq 1 40); do [ "$(sql "SELECT count(*) FROM ws_connections WHERE user_id = 'ops-ana' AND connection_id <> 'stale-connection'")" = 1 ] && break; sleep 0.25; done
 }
-alert_statuses() { sql "SELECT string_agg(user_id || '=' || status, ' ' ORDER BY user_id) FROM user_alert_statuses"; }
+alert_statuses() { sql "SELECT string_agg(user_id || '=' || status, ' ' ORDER BY user_id) FROM user_alert_statuses WHERE alert_id = ${1:-1}"; }
+# The HTTP API's local stand-in (routes and JWT authorizer from the template) and a client of it.
+start_http_api() {
+  triggers http --listen "127.0.0.1:$HTTP_PORT" >"$LOGS/http.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 40); do listening "$HTTP_PORT" && break; sleep 0.25; done
+}
+# POST /v1/alerts with BODY as SUBJECT (no subject: no token; AUDIENCE to override): the status,
+# a space, the body.
+post_alert() {
+  local body=$1 subject=${2:-} audience=${3:-adworkers-ops} auth=()
+  [ -n "$subject" ] && auth=(-H "Authorization: Bearer $(devtools token "$subject" --audience "$audience")")
+  curl -s -o "$LOGS/post.out" -w '%{http_code}' -X POST "http://127.0.0.1:$HTTP_PORT/v1/alerts" \
+    -H 'Content-Type: application/json' "${auth[@]}" --data "$body"
+  printf ' %s\n' "$(cat "$LOGS/post.out")"
+}
+sample_alert() { python3 -c 'import json; print(json.load(open("events/alert-intake.json"))["body"])'; }
 failures() { python3 -c 'import json,sys; print(" ".join(sorted(f["itemIdentifier"] for f in json.load(sys.stdin)["batchItemFailures"])))'; }
 outcomes() { python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["outcome"] for l in sys.stdin if l.strip())))'; }
 
@@ -175,11 +192,16 @@ if [ "$MODE" = demo ]; then
     -c "SELECT advertiser_id, settle_date, campaigns, db_spent, redis_spent, matched, redis_over FROM budget_settlements ORDER BY 2, 1"
   printf '== S3 (bucket %s)\n' "$(python3 -c 'import json; print(json.load(open(".stack/resources.json"))["ReportBucket"])')"
   peek objects ReportBucket
-  printf '\n== alerts: POST /alerts (events/alert-intake.json, its JWT verified by the authorizer) -> alert-fanout -> user-alert-delivery -> push and web\n'
+  printf '\n== alerts: POST /v1/alerts through the local HTTP API (its JWT authorizer from the template) -> alert-fanout -> user-alert-delivery -> push and web\n'
   seed_alert_users
   start_websocket
-  printf '$ cargo lambda invoke alert-intake --data-file events/alert-intake.json\n'
-  job alert-intake alert-intake.json; echo
+  start_http_api
+  printf '$ curl -X POST http://127.0.0.1:%s/v1/alerts   (no token)\n' "$HTTP_PORT"
+  post_alert "$(sample_alert)"
+  printf '$ curl ... -H "Authorization: Bearer $(devtools token ops-console --audience someone-else)"\n'
+  post_alert "$(sample_alert)" ops-console someone-else
+  printf '$ curl ... -H "Authorization: Bearer $(devtools token ops-console)" --data "<events/alert-intake.json body>"\n'
+  post_alert "$(sample_alert)" ops-console
   printf '\n$ local-triggers sources --idle 4\n'
   sources
   psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
@@ -269,6 +291,17 @@ out=$(job user-alert-delivery user-alert-delivery.json)
 [ "$(field applied <<<"$out") $(field rejected <<<"$out")" = "1 1" ] || fail "user-alert-delivery replay: $out"
 [ "$(alert_statuses)" = "ops-ana=delivered ops-bo=delivered ops-cy=stored" ] || fail "statuses after replay: $(alert_statuses)"
 [ "$(grep -c "bank-api v2.4.1 deployed" "$LOGS/ws-client.out")" = 1 ] || fail "the replay delivered again"
+# Over HTTP through the local API and its JWT authorizer: refused without a valid token for the
+# audience; a shop-api alert reaches ops-cy, who has no channel (stored).
+start_http_api
+shop='{"alert_kind":"ERROR","app_name":"shop-api","title":"5xx above 2 %","body":"checkout","severity":"critical"}'
+[ "$(post_alert "$shop" | cut -d' ' -f1)" = 401 ] || fail "HTTP API: a request without a token was let through"
+[ "$(post_alert "$shop" ops-console someone-else | cut -d' ' -f1)" = 401 ] || fail "HTTP API: a token for another audience was let through"
+[ "$(post_alert '{"alert_kind":1}' ops-console | cut -d' ' -f1)" = 422 ] || fail "HTTP API: a bad body was not 422"
+[ "$(post_alert "$shop" ops-console | cut -d' ' -f1)" = 202 ] || fail "HTTP API: $(cat "$LOGS/post.out")"
+sources >/dev/null
+shop_id=$(sql "SELECT id FROM alerts WHERE app_name = 'shop-api'")
+[ "$(alert_statuses "$shop_id")" = "ops-cy=stored" ] || fail "shop-api alert statuses: $(alert_statuses "$shop_id")"
 # WebSocket $connect / $disconnect events from the files.
 job alert-connections alert-connections-connect.json >/dev/null
 [ "$(sql "SELECT user_id FROM ws_connections WHERE connection_id = 'Qx3Uxd1BIE0CIYw='")" = ops-ana ] || fail "\$connect not kept"
@@ -302,4 +335,4 @@ out=$(job retention retention-dry-run.json)
 [ "$(field dry_run <<<"$out")" = True ] || fail "retention dry run: $out"
 job retention retention.json >/dev/null
 [ "$(sql "SELECT count(*) FROM ad_events")" = "$before" ] || fail "retention touched events inside their window"
-echo "e2e: 10 passed, 0 failed"
+echo "e2e: 11 passed, 0 failed"

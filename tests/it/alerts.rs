@@ -13,8 +13,8 @@ use axum::http::{Request, StatusCode};
 use domain::alert::AlertRequest;
 use integration_tests::{
     ConnectionsApi, LOCAL_AUDIENCE, TcpProxy, TestAws, TestDb, create_topics, dead_letters,
-    disable_endpoint, kafka_brokers, kafka_event, local_verifier, push_endpoint, read_topic, token,
-    unique,
+    disable_endpoint, invoke_endpoint, kafka_brokers, kafka_event, local_jwks, local_verifier,
+    push_endpoint, read_topic, repo_root, token, unique,
 };
 use lambda_http::request::RequestContext;
 use serde_json::{Value, json};
@@ -761,5 +761,90 @@ async fn the_websocket_authorizer_allows_only_valid_tokens_for_the_audience() ->
         alert_connections::handle(route("$disconnect", None), &deps).await?;
     }
     assert_eq!(db.count("SELECT count(*) FROM ws_connections").await?, 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_apis_authorizer_refuses_what_api_gateway_would() -> anyhow::Result<()> {
+    let w = World::new(&[], &[]).await?;
+    // alert-intake behind the local invoke API, as cargo lambda watch would run it.
+    let deps = Arc::new(w.intake()?);
+    let invoked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let base = invoke_endpoint({
+        let (deps, invoked) = (deps.clone(), invoked.clone());
+        move |event: Value| {
+            let (deps, invoked) = (deps.clone(), invoked.clone());
+            async move {
+                invoked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(request) = lambda_http::request::from_str(&event.to_string()) else {
+                    return json!({"errorType": "Parse", "errorMessage": "not an HTTP API event"});
+                };
+                let Ok(response) = alert_intake::router(deps).oneshot(request).await;
+                let status = response.status().as_u16();
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                json!({"statusCode": status, "headers": {"content-type": "application/json"},
+                       "body": String::from_utf8_lossy(&bytes)})
+            }
+        }
+    })
+    .await?;
+    // The gateway from the template the stack deploys: its routes, stage and authorizer.
+    let template: Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join(".stack/template.local.json"),
+    )?)?;
+    let routes = local_triggers::http_api::routes(&template)?;
+    assert!(
+        routes
+            .iter()
+            .any(|r| r.function == "alert-intake" && r.jwt.is_some())
+    );
+    let gateway = local_triggers::http_api::HttpGateway::new(
+        routes,
+        &local_jwks()?,
+        local_triggers::invoke::Invoker::new(&base)?,
+    )?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/alerts", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, gateway.router()).await });
+
+    let client = reqwest::Client::new();
+    let send = |token: Option<String>| {
+        let mut request = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(alert_body("bank-api", "DEPLOYMENT", None));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    for refused in [
+        None,
+        Some(token("ops", "another-audience", 300)?),
+        Some(token("ops", LOCAL_AUDIENCE, -600)?),
+        Some("not.a.token".to_owned()),
+    ] {
+        let response = send(refused).await?;
+        assert_eq!(response.status(), 401);
+        assert_eq!(response.text().await?, r#"{"message":"Unauthorized"}"#);
+    }
+    assert_eq!(
+        invoked.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing refused reached the function"
+    );
+    let accepted = send(Some(token("ops-console", LOCAL_AUDIENCE, 300)?)).await?;
+    assert_eq!(accepted.status(), 202);
+    let body: Value = serde_json::from_str(&accepted.text().await?)?;
+    let created_by: String = sqlx::query_scalar("SELECT created_by FROM alerts WHERE id = $1")
+        .bind(body["id"].as_i64().unwrap_or_default())
+        .fetch_one(&w.db.pool)
+        .await?;
+    assert_eq!(
+        created_by, "ops-console",
+        "the caller is the token's subject"
+    );
     Ok(())
 }
