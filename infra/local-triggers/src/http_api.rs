@@ -283,3 +283,64 @@ fn response(answer: &Value) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_come_with_their_apis_stage_and_authorizer() {
+        let template = json!({"Resources": {
+            "Api": {"Type": "AWS::Serverless::HttpApi", "Properties": {
+                "StageName": "v1",
+                "Auth": {"DefaultAuthorizer": "Jwt", "Authorizers": {"Jwt": {"JwtConfiguration": {
+                    "issuer": "https://issuer/", "audience": ["ops"]}}}}}},
+            "Intake": {"Type": "AWS::Serverless::Function", "Properties": {
+                "CodeUri": "functions/alert-intake",
+                "Events": {
+                    "Create": {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "Api"}, "Path": "/alerts", "Method": "post"}},
+                    "Health": {"Type": "HttpApi", "Properties": {"ApiId": {"Ref": "Api"}, "Path": "/health", "Method": "GET",
+                                                                  "Auth": {"Authorizer": "NONE"}}},
+                    "Queue": {"Type": "SQS", "Properties": {}}}}}}});
+        let mut routes = routes(&template).expect("routes");
+        routes.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(
+            routes,
+            vec![
+                Route {
+                    function: "alert-intake".into(),
+                    method: "POST".into(),
+                    path: "/alerts".into(),
+                    stage: "v1".into(),
+                    jwt: Some(("https://issuer/".into(), "ops".into())),
+                },
+                Route {
+                    function: "alert-intake".into(),
+                    method: "GET".into(),
+                    path: "/health".into(),
+                    stage: "v1".into(),
+                    jwt: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_functions_answer_becomes_the_response() {
+        let answer = json!({"statusCode": 202, "headers": {"content-type": "application/json"},
+                            "body": "{\"id\":1}", "isBase64Encoded": false});
+        let response = response(&answer);
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let encoded = json!({"statusCode": 200, "body": "aGk=", "isBase64Encoded": true});
+        assert_eq!(response_status_and_len(&encoded), (200, 2));
+    }
+
+    fn response_status_and_len(answer: &Value) -> (u16, u64) {
+        let response = response(answer);
+        let len = axum::body::HttpBody::size_hint(response.body())
+            .exact()
+            .unwrap_or(0);
+        (response.status().as_u16(), len)
+    }
+}
