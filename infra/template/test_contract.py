@@ -367,6 +367,22 @@ class Stack(unittest.TestCase):
             self.assertIn(group, of_type("AWS::Logs::LogGroup"), f"{name}: no log group of its own")
             self.assertIn("KmsKeyId", RES[group]["Properties"], f"{group}: not encrypted")
 
+    def test_every_encrypted_log_group_is_admitted_by_its_keys_policy(self):
+        # CloudWatch Logs must be allowed to use the key for that log group's ARN, or the group
+        # fails to create on a real account.
+        for name, group in of_type("AWS::Logs::LogGroup").items():
+            key = target(group["Properties"].get("KmsKeyId"))
+            if not key:
+                continue
+            arn = f"arn:aws:logs:{render.REGION}:{render.ACCOUNT}:log-group:{group['Properties']['LogGroupName']}"
+            admitted = []
+            for statement in RES[key]["Properties"]["KeyPolicy"]["Statement"]:
+                if "logs." in json.dumps(statement.get("Principal", {})):
+                    condition = statement.get("Condition", {}).get("ArnLike", {})
+                    admitted += as_list(condition.get("kms:EncryptionContext:aws:logs:arn", []))
+            self.assertTrue(any(isinstance(p, str) and fnmatch.fnmatchcase(arn, p) for p in admitted),
+                            f"{name}: {arn} may not use {key}")
+
     def test_every_crate_has_a_function_and_every_function_a_crate(self):
         crates = {p.parent.name for p in (ROOT / "functions").glob("*/Cargo.toml")}
         declared = {r["Metadata"]["BuildProperties"]["Binary"] for r in of_type("AWS::Lambda::Function").values()
