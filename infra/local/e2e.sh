@@ -109,7 +109,8 @@ seed_alert_users() {
        INSERT INTO alert_subscriptions (user_id, app_name, alert_kind) VALUES
          ('ops-ana', 'bank-api', '*'), ('ops-bo', 'bank-api', 'DEPLOYMENT'), ('ops-cy', 'shop-api', '*')
          ON CONFLICT DO NOTHING;
-       INSERT INTO ws_connections (connection_id, user_id) VALUES ('stale-connection', 'ops-ana') ON CONFLICT DO NOTHING" >/dev/null
+       INSERT INTO ws_connections (connection_id, user_id, connected_at)
+         VALUES ('stale-connection', 'ops-ana', now() - interval '1 hour') ON CONFLICT DO NOTHING" >/dev/null
   BO_PHONE=$(peek push-endpoint "ops-bo-phone-${DB_NAME:-adworkers}")
   sql "INSERT INTO push_endpoints (endpoint_arn, user_id, platform) VALUES ('$BO_PHONE', 'ops-bo', 'FCM') ON CONFLICT DO NOTHING" >/dev/null
 }

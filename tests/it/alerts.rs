@@ -336,7 +336,16 @@ async fn duplicate_batches_make_one_status_and_one_delivery_per_channel() -> any
         user_alert_delivery::handle(pair.clone(), &delivery),
         user_alert_delivery::handle(pair, &delivery)
     );
-    assert_eq!(a?.applied + b?.applied, 1, "one status");
+    // Whichever claimed the delivery sends it; the other waits for it to settle (its first
+    // attempt finds it held) before confirming the batch.
+    let (a, b) = (a?, b?);
+    assert_eq!((a.exhausted, b.exhausted), (0, 0));
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM user_alert_statuses WHERE user_id = 'u4'")
+            .await?,
+        1,
+        "one status"
+    );
     assert_eq!(w.ws.received("conn-u4").await.len(), 1, "one delivery");
     Ok(())
 }
@@ -517,6 +526,11 @@ async fn gone_endpoints_are_removed_and_a_failing_channel_retries_only_itself() 
     let disabled = w.push("ana").await?;
     disable_endpoint(&adapters::aws::sns(&w.aws.sdk), &disabled).await?;
     w.connection("ana", "conn-gone").await?;
+    // Connected a while ago: a connection younger than 10 s is kept on a 410 (its handshake may
+    // still be finishing).
+    sqlx::query("UPDATE ws_connections SET connected_at = now() - interval '1 minute'")
+        .execute(&w.db.pool)
+        .await?;
     w.connection("bo", "conn-ok").await?;
     w.connection("bo", "conn-down").await?;
     w.post(Some("ops"), &alert_body("bank-api", "DEPLOYMENT", None))
@@ -846,5 +860,41 @@ async fn the_http_apis_authorizer_refuses_what_api_gateway_would() -> anyhow::Re
         created_by, "ops-console",
         "the caller is the token's subject"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_a_dead_sender_still_holds_are_not_dropped() -> anyhow::Result<()> {
+    let w = World::new(&[], &[]).await?;
+    w.user("ana", &[("bank-api", "*")]).await?;
+    w.connection("ana", "conn-ana").await?;
+    w.post(Some("ops"), &alert_body("bank-api", "DEPLOYMENT", None))
+        .await?;
+    alert_fanout::handle(w.event_from(&w.created_topic, 1).await?, &w.fanout()?).await?;
+    let user_alerts = w.event_from(&w.user_topic, 1).await?;
+    // A sender created the status, claimed the delivery and died before sending it.
+    let quick = Retry {
+        backoff: vec![Duration::from_millis(50)],
+        reserve: Duration::ZERO,
+    };
+    w.ws.fail_all().await;
+    user_alert_delivery::handle(user_alerts.clone(), &w.delivery_with(quick.clone())?).await?;
+    sqlx::query("UPDATE user_alert_deliveries SET claimed_at = now(), state = 'pending'")
+        .execute(&w.db.pool)
+        .await?;
+    w.ws.heal().await;
+    // Its redelivery must not be confirmed while the claim lives: retried, then dead-lettered.
+    let summary =
+        user_alert_delivery::handle(user_alerts.clone(), &w.delivery_with(quick)?).await?;
+    assert_eq!(summary.exhausted, 1, "held elsewhere: not confirmed");
+    assert!(w.ws.received("conn-ana").await.is_empty());
+    // Once the claim has expired, the redrive sends it, once.
+    sqlx::query("UPDATE user_alert_deliveries SET claimed_at = now() - interval '1 minute'")
+        .execute(&w.db.pool)
+        .await?;
+    let summary = user_alert_delivery::handle(user_alerts, &w.delivery()?).await?;
+    assert_eq!(summary.exhausted, 0);
+    assert_eq!(w.ws.received("conn-ana").await.len(), 1);
+    assert_eq!(w.statuses().await?[0].2, "delivered");
     Ok(())
 }

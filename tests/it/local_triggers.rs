@@ -150,10 +150,12 @@ fn the_template_declares_every_trigger() -> anyhow::Result<()> {
     assert_eq!(
         functions,
         [
+            "alert-fanout",
             "budget-sync",
             "coupon-issue",
             "performance-metrics",
-            "quality-score"
+            "quality-score",
+            "user-alert-delivery"
         ]
     );
     let queues: Vec<(&str, usize, bool)> = sources

@@ -68,10 +68,19 @@ impl ConnectionsApi {
 
     /// The outage is over: every connection answers 200 (what was recorded is forgotten).
     pub async fn heal(&self) {
+        self.answer_all(200).await;
+    }
+
+    /// An outage: every connection answers 500.
+    pub async fn fail_all(&self) {
+        self.answer_all(500).await;
+    }
+
+    async fn answer_all(&self, status: u16) {
         self.server.reset().await;
         Mock::given(method("POST"))
             .and(path_regex("^/@connections/[^/]+$"))
-            .respond_with(ResponseTemplate::new(200))
+            .respond_with(ResponseTemplate::new(status))
             .mount(&self.server)
             .await;
     }

@@ -123,7 +123,13 @@ pub async fn handle(event: KafkaEvent, deps: &Deps) -> Result<KafkaBatchSummary,
 /// complete already), or `None` when there is no such alert.
 pub async fn fan_out(deps: &Deps, alert_id: i64) -> Result<Option<u64>, WorkerError> {
     let started = Instant::now();
+    // The lock's transaction holds one connection while the ledger uses another: the function
+    // runs with DB_MAX_CONNECTIONS of 2 or more (the template sets 3).
     let mut lock = deps.db.begin().await.map_err(db::classify)?;
+    sqlx::query_file!("sql/lock_timeout.sql")
+        .fetch_one(&mut *lock)
+        .await
+        .map_err(db::classify)?;
     sqlx::query_file!("sql/lock_alert.sql", alert_id)
         .execute(&mut *lock)
         .await
@@ -202,7 +208,7 @@ async fn produce(deps: &Deps, alert_id: i64, users: &[String]) -> Result<(), Wor
         .iter()
         .zip(&payloads)
         .map(|(user_id, payload)| Outgoing {
-            key: user_id.as_bytes(),
+            key: Some(user_id.as_bytes()),
             payload,
             headers: &[],
         })

@@ -39,6 +39,9 @@ pub const DEAD_LETTER_TOPIC: &str = "user-alert-topic-dlq";
 pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Deliveries in flight at once, by default.
 pub const CONCURRENCY: usize = 32;
+/// A connection younger than this is not removed on a 410: API Gateway answers 410 while a new
+/// connection's handshake is still finishing.
+pub const NEW_CONNECTION: Duration = Duration::from_secs(10);
 
 /// user-alert-delivery's own settings.
 #[derive(Deserialize)]
@@ -158,7 +161,8 @@ pub async fn deliver(deps: &Deps, batch: &[Wanted]) -> Result<Delivered, WorkerE
         ..Delivered::default()
     };
 
-    let claimed = sqlx::query_file!(
+    let claimed = sqlx::query_file_as!(
+        Claimed,
         "sql/claim_deliveries.sql",
         &alert_ids,
         &user_ids as &[&str],
@@ -169,38 +173,37 @@ pub async fn deliver(deps: &Deps, batch: &[Wanted]) -> Result<Delivered, WorkerE
     .map_err(db::classify)?;
     let mut failure = None;
     if let Some(claim) = claimed.first().map(|c| c.claimed_at) {
-        let wanted: Vec<i64> = claimed.iter().map(|c| c.alert_id).collect();
-        let alerts: HashMap<i64, Alert> =
-            sqlx::query_file_as!(Alert, "sql/alerts.sql", &wanted as &[i64])
-                .fetch_all(&deps.db)
-                .await
-                .map_err(db::classify)?
-                .into_iter()
-                .map(|alert| (alert.id, alert))
-                .collect();
-        let deliveries: Vec<Delivery> = claimed
-            .into_iter()
-            .map(|c| Delivery {
-                alert_id: c.alert_id,
-                user_id: c.user_id,
-                channel: c.channel,
-                target: c.target,
-                platform: c.platform.as_deref().and_then(Platform::parse),
-            })
-            .collect();
-        let alerts = &alerts;
-        let outcomes: Vec<(&Delivery, Outcome)> = futures::stream::iter(&deliveries)
-            .map(|delivery| async move {
-                let outcome = match alerts.get(&delivery.alert_id) {
-                    Some(alert) => send(deps, alert, delivery).await,
-                    None => Outcome::Gone("the alert is gone".to_owned()),
-                };
-                (delivery, outcome)
-            })
-            .buffer_unordered(deps.concurrency)
-            .collect()
-            .await;
-        failure = settle(deps, &outcomes, claim, &mut done).await?;
+        let sent = send_claimed(deps, claimed, claim, &mut done).await;
+        failure = match sent {
+            Ok(failure) => failure,
+            Err(err) => {
+                // Give the claim back so a retry sends them now, not after the claim's timeout.
+                if let Err(release) = sqlx::query_file!("sql/release_claim.sql", claim)
+                    .execute(&deps.db)
+                    .await
+                {
+                    tracing::warn!(error = %release, "claim not given back; it expires by itself");
+                }
+                return Err(err);
+            }
+        };
+    }
+    // Deliveries of this batch another sender holds (a duplicate batch at once, or a sender that
+    // died within its claim): confirm the batch only once they are settled, so the records are
+    // retried, and dead-lettered for a redrive if they stay held, never dropped.
+    let held = sqlx::query_file_scalar!(
+        "sql/held_elsewhere.sql",
+        &alert_ids,
+        &user_ids as &[&str],
+        CLAIM_TIMEOUT.as_secs_f64()
+    )
+    .fetch_one(&deps.db)
+    .await
+    .map_err(db::classify)?;
+    if held > 0 && failure.is_none() {
+        failure = Some(WorkerError::retryable(anyhow::anyhow!(
+            "{held} deliveries of this batch are being sent by another invocation"
+        )));
     }
     update_statuses(deps, &alert_ids, &user_ids).await?;
     tracing::info!(
@@ -214,6 +217,59 @@ pub async fn deliver(deps: &Deps, batch: &[Wanted]) -> Result<Delivered, WorkerE
         Some(err) => Err(err),
         None => Ok(done),
     }
+}
+
+/// Sends the claimed deliveries and settles them under `claim`; answers the first transient
+/// failure, if any.
+async fn send_claimed(
+    deps: &Deps,
+    claimed: Vec<Claimed>,
+    claim: DateTime<Utc>,
+    done: &mut Delivered,
+) -> Result<Option<WorkerError>, WorkerError> {
+    let wanted: Vec<i64> = claimed.iter().map(|c| c.alert_id).collect();
+    let alerts: HashMap<i64, Alert> =
+        sqlx::query_file_as!(Alert, "sql/alerts.sql", &wanted as &[i64])
+            .fetch_all(&deps.db)
+            .await
+            .map_err(db::classify)?
+            .into_iter()
+            .map(|alert| (alert.id, alert))
+            .collect();
+    let deliveries: Vec<Delivery> = claimed
+        .into_iter()
+        .map(|c| Delivery {
+            alert_id: c.alert_id,
+            user_id: c.user_id,
+            channel: c.channel,
+            target: c.target,
+            platform: c.platform.as_deref().and_then(Platform::parse),
+        })
+        .collect();
+    let alerts = &alerts;
+    let outcomes: Vec<(&Delivery, Outcome)> = futures::stream::iter(&deliveries)
+        .map(|delivery| async move {
+            let outcome = match alerts.get(&delivery.alert_id) {
+                Some(alert) => send(deps, alert, delivery).await,
+                None => Outcome::Undeliverable("the alert no longer exists".to_owned()),
+            };
+            (delivery, outcome)
+        })
+        .buffer_unordered(deps.concurrency)
+        .collect()
+        .await;
+    settle(deps, &outcomes, claim, done).await
+}
+
+/// A claimed row (`sql/claim_deliveries.sql`).
+struct Claimed {
+    alert_id: i64,
+    user_id: String,
+    channel: String,
+    target: String,
+    platform: Option<String>,
+    /// The claim's time: its token.
+    claimed_at: DateTime<Utc>,
 }
 
 /// A claimed delivery.
@@ -230,6 +286,9 @@ enum Outcome {
     Delivered,
     /// The endpoint or connection no longer exists: removed, never retried.
     Gone(String),
+    /// This message cannot be delivered (the platform refused it, the alert is gone): settled
+    /// as failed, the endpoint kept, never retried.
+    Undeliverable(String),
     /// Transient: the delivery stays pending and the batch is retried.
     Failed(WorkerError),
 }
@@ -319,6 +378,10 @@ async fn settle(
                 }
                 ("gone", reason.clone())
             }
+            Outcome::Undeliverable(reason) => {
+                tracing::warn!(alert_id = delivery.alert_id, channel = %delivery.channel, %reason, "delivery refused; not retried");
+                ("failed", reason.clone())
+            }
             Outcome::Failed(err) => {
                 let reason = domain::text::storable(&err.to_string());
                 tracing::warn!(alert_id = delivery.alert_id, channel = %delivery.channel, error = %reason, "delivery failed; retried");
@@ -362,10 +425,14 @@ async fn settle(
         .execute(&mut *tx)
         .await
         .map_err(db::classify)?;
-    sqlx::query_file!("sql/remove_connections.sql", &gone_connections)
-        .execute(&mut *tx)
-        .await
-        .map_err(db::classify)?;
+    sqlx::query_file!(
+        "sql/remove_connections.sql",
+        &gone_connections,
+        NEW_CONNECTION.as_secs_f64()
+    )
+    .execute(&mut *tx)
+    .await
+    .map_err(db::classify)?;
     tx.commit().await.map_err(db::classify)?;
     Ok(failure)
 }
@@ -386,6 +453,7 @@ async fn update_statuses(
         match row.state.as_deref() {
             Some("delivered") => entry.push(DeliveryState::Delivered),
             Some("gone") => entry.push(DeliveryState::Gone),
+            Some("failed") => entry.push(DeliveryState::Failed),
             Some(_) => entry.push(DeliveryState::Pending),
             None => {}
         }

@@ -86,6 +86,13 @@ impl Problem {
 impl From<WorkerError> for Problem {
     fn from(err: WorkerError) -> Self {
         match err {
+            // The database's own words may name tables, constraints and values: logged only.
+            WorkerError::Rejected(rejection)
+                if rejection.flaw() == domain::error::Flaw::RefusedByStore =>
+            {
+                tracing::warn!(error.kind = "refused_by_store", error = %rejection, "request refused by the database");
+                Self::invalid("the request could not be stored")
+            }
             WorkerError::Rejected(rejection) => Self::invalid(rejection.reason()),
             WorkerError::Retryable(err) => {
                 tracing::error!(error.kind = "retryable", error = %format!("{err:#}"), "request failed");
@@ -363,5 +370,15 @@ mod tests {
         assert_eq!(problem.detail, None);
         let body = serde_json::to_string(&problem).expect("json");
         assert!(!body.contains("postgres"));
+        let refused = Problem::from(WorkerError::rejected(
+            domain::error::Flaw::RefusedByStore,
+            "database rejected the record: violates check constraint alerts_severity_check",
+        ));
+        assert_eq!(refused.status, 422);
+        assert!(
+            !serde_json::to_string(&refused)
+                .expect("json")
+                .contains("alerts_severity_check")
+        );
     }
 }

@@ -377,7 +377,7 @@ async fn publish_kafka(producer: &Producer, topic: &str, rows: &[Claimed]) -> Pu
         .zip(&payloads)
         .zip(&headers)
         .map(|((row, payload), headers)| Outgoing {
-            key: row.message_key.as_deref().unwrap_or_default().as_bytes(),
+            key: row.message_key.as_deref().map(str::as_bytes),
             payload: payload.as_bytes(),
             headers,
         })

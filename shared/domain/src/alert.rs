@@ -205,9 +205,29 @@ impl Platform {
     }
 }
 
+/// The most of an alert's title and body a push carries, in bytes: APNs and FCM take 4 KiB per
+/// notification, and the rest of the payload needs room. The whole alert is read in the app.
+pub const PUSH_TITLE_BYTES: usize = 256;
+pub const PUSH_BODY_BYTES: usize = 2048;
+
+/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
+pub fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// The SNS message (`MessageStructure=json`) for a platform endpoint: the platform's own
-/// payload under its key, a plain `default` for any other.
+/// payload under its key, a plain `default` for any other; title and body clipped to
+/// [`PUSH_TITLE_BYTES`] and [`PUSH_BODY_BYTES`].
 pub fn push_message(alert: &Alert, platform: Platform) -> String {
+    let title = clip(&alert.title, PUSH_TITLE_BYTES);
+    let body = clip(&alert.body, PUSH_BODY_BYTES);
     let data =
         json!({ "alertId": alert.id, "appName": alert.app_name, "alertKind": alert.alert_kind });
     let (key, payload) = match platform {
@@ -215,7 +235,7 @@ pub fn push_message(alert: &Alert, platform: Platform) -> String {
             "GCM",
             json!({
                 "fcmV1Message": { "message": {
-                    "notification": { "title": alert.title, "body": alert.body },
+                    "notification": { "title": title, "body": body },
                     "data": { "alertId": alert.id.to_string(), "appName": alert.app_name,
                               "alertKind": alert.alert_kind, "severity": alert.severity },
                 }}
@@ -224,12 +244,12 @@ pub fn push_message(alert: &Alert, platform: Platform) -> String {
         Platform::Apns => (
             "APNS",
             json!({
-                "aps": { "alert": { "title": alert.title, "body": alert.body }, "sound": "default" },
+                "aps": { "alert": { "title": title, "body": body }, "sound": "default" },
                 "data": data,
             }),
         ),
     };
-    json!({ "default": alert.title, key: payload.to_string() }).to_string()
+    json!({ "default": title, key: payload.to_string() }).to_string()
 }
 
 /// The WebSocket frame for a web client.
@@ -244,6 +264,8 @@ pub enum DeliveryState {
     Delivered,
     /// The endpoint or connection no longer exists; removed, never retried.
     Gone,
+    /// The platform refused this message; never retried.
+    Failed,
 }
 
 /// A user's alert status from its deliveries' states: `stored` with no live channel (none, or
@@ -454,6 +476,24 @@ mod tests {
     }
 
     #[test]
+    fn long_alerts_fit_a_push() {
+        let long = Alert {
+            title: "제목".repeat(300),
+            body: "본문".repeat(4000),
+            ..alert()
+        };
+        for platform in [Platform::Fcm, Platform::Apns] {
+            assert!(
+                push_message(&long, platform).len() < 4 * 1024 * 2,
+                "{platform:?}"
+            );
+        }
+        let clipped = clip(&"가".repeat(1000), 100);
+        assert!(clipped.len() <= 100 && clipped.ends_with('…'));
+        assert_eq!(clip("short", 100), "short");
+    }
+
+    #[test]
     fn web_messages_say_what_the_alert_says() {
         let frame: serde_json::Value = serde_json::from_str(&web_message(&alert())).expect("json");
         assert_eq!(frame["type"], "alert");
@@ -465,6 +505,7 @@ mod tests {
         use DeliveryState::*;
         assert_eq!(status(&[]), "stored");
         assert_eq!(status(&[Gone, Gone]), "stored");
+        assert_eq!(status(&[Failed, Gone]), "stored");
         assert_eq!(status(&[Delivered, Gone]), "delivered");
         assert_eq!(status(&[Delivered, Pending]), "delivering");
         assert_eq!(status(&[Pending]), "delivering");

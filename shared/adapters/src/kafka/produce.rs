@@ -14,14 +14,16 @@ use crate::config::KafkaConfig;
 use crate::msk_iam::KafkaContext;
 
 /// How long a record may wait for the broker before its send fails (the producer retries
-/// inside it; with idempotence a retry never duplicates).
-const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
+/// inside it; with idempotence a retry never duplicates). Well inside the outbox's 30 s claim,
+/// so a round is settled before another flush may take it over.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for room when librdkafka's queue is full.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(2);
 
 /// One record to produce.
 pub struct Outgoing<'a> {
-    pub key: &'a [u8],
+    /// None: no key (the producer spreads such records over the partitions).
+    pub key: Option<&'a [u8]>,
     pub payload: &'a [u8],
     /// Headers, by name.
     pub headers: &'a [(&'a str, &'a [u8])],
@@ -85,9 +87,11 @@ impl Producer {
                 });
             }
             let mut message = FutureRecord::to(topic)
-                .key(record.key)
                 .payload(record.payload)
                 .headers(headers);
+            if let Some(key) = record.key {
+                message = message.key(key);
+            }
             let queued = loop {
                 match self.inner.send_result(message) {
                     Ok(delivery) => break Ok(delivery),
