@@ -2,7 +2,8 @@
 //! seed 004's SSE). Three events reach it:
 //!
 //! - the `$connect` route's **REQUEST authorizer**: WebSocket APIs have no JWT authorizer, so
-//!   this function verifies the platform's token (`?token=`, or `Authorization: Bearer`) as the
+//!   this function verifies the platform's token (`?token=`, the authorizer's identity source:
+//!   API Gateway answers 401 without it; `Authorization: Bearer` is read too) as the
 //!   HTTP API's authorizer would (`adapters::jwt`) and allows the connection for its subject,
 //!   or denies it (API Gateway answers 403);
 //! - **`$connect`**, authorized: the connection is kept as one of the user's live connections;
