@@ -86,14 +86,13 @@ CREATE INDEX ws_connections_user ON ws_connections (user_id);
 -- One delivery per (alert, user, channel, target), written with the status. A sender claims
 -- pending rows (`claimed_at`) before sending, so two invocations never send the same one; a
 -- claim older than 30 s is taken over. `gone`: the endpoint or connection no longer exists and
--- was removed; `failed`: this message cannot be delivered (the platform refused it); neither is
--- retried.
+-- was removed; never retried.
 CREATE TABLE user_alert_deliveries (
     alert_id      BIGINT NOT NULL,
     user_id       TEXT NOT NULL,
     channel       TEXT NOT NULL CHECK (channel IN ('push', 'web')),
     target        TEXT NOT NULL,
-    state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'gone', 'failed')),
+    state         TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'gone')),
     attempts      INTEGER NOT NULL DEFAULT 0,
     last_error    TEXT,
     claimed_at    TIMESTAMPTZ,
