@@ -384,6 +384,34 @@ async fn a_crash_between_commit_and_publish_publishes_once() -> anyhow::Result<(
         records[0].headers.get("dedup_key").map(String::as_str),
         Some(format!("alert-created:{}", accepted.id).as_str())
     );
+
+    // In a quiet period the schedule's flush publishes what the last request left. Its event is
+    // not an HTTP request: lambda_http passes it through as POST /events.
+    let left = alert_intake::store(&deps, &caller, &request).await?;
+    let flush = |context: RequestContext| {
+        Request::builder()
+            .method("POST")
+            .uri("/events")
+            .extension(context)
+            .body(lambda_http::Body::from(r#"{"flush":"outbox"}"#))
+    };
+    let deps = Arc::new(deps);
+    let answer = alert_intake::router(deps.clone())
+        .oneshot(flush(RequestContext::PassThrough)?)
+        .await?;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let records = read_topic(&w.created_topic, 5, Duration::from_secs(3)).await?;
+    assert_eq!(records.len(), 2);
+    let record: Value = serde_json::from_slice(&records[1].payload)?;
+    assert_eq!(record["alertId"], left.id);
+    // Through API Gateway the path does not exist.
+    let context = RequestContext::ApiGatewayV2(serde_json::from_value(json!({
+        "requestId": "r",
+        "http": { "method": "POST", "path": "/events", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1" },
+        "authorizer": { "jwt": { "claims": { "sub": "ops" } } },
+    }))?);
+    let answer = alert_intake::router(deps).oneshot(flush(context)?).await?;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
     Ok(())
 }
 

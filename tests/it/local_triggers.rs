@@ -177,16 +177,18 @@ fn the_template_declares_every_trigger() -> anyhow::Result<()> {
     assert_eq!(
         jobs,
         [
+            ("alert-intake", "rate(1 minute)".to_owned()),
             ("budget-settlement", "cron(0 3 * * ? *)".to_owned()),
             ("daily-rollup", "cron(0 2 * * ? *)".to_owned()),
             ("retention", "cron(0 4 * * ? *)".to_owned()),
         ]
     );
+    // The nightly jobs park undeliverable events; the outbox flush has nothing to park.
     assert!(
         sources
             .schedules
             .iter()
-            .all(|s| s.invoke.dead_letter_url.is_some())
+            .all(|s| s.invoke.dead_letter_url.is_some() == (s.function != "alert-intake"))
     );
     Ok(())
 }

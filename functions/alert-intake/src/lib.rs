@@ -5,7 +5,9 @@
 //! outbox is flushed after the commit, within [`FLUSH_BUDGET`]: a broker that is slow or down
 //! leaves the record unsent (the alert is stored either way) and the next request's flush
 //! publishes it, so a crash between the commit and the publish loses nothing and publishes
-//! once (the outbox's claim; alert-fanout's ledger absorbs a repeat).
+//! once (the outbox's claim; alert-fanout's ledger absorbs a repeat). In a quiet period the
+//! function's own schedule (every minute, a non-HTTP event that `lambda_http` passes through as
+//! `POST /events`) flushes what the last request left.
 //!
 //! A `dedupe_key` names the caller's first alert for [`Settings::dedupe_window_seconds`]: a
 //! client retrying within the window gets that alert back (`duplicate: true`), not a second.
@@ -17,6 +19,7 @@ use adapters::http::{Caller, Problem, json, json_body};
 use adapters::kafka::Producer;
 use adapters::outbox::Outbox;
 use adapters::{aws, config, db};
+use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -25,6 +28,7 @@ use axum::response::Response;
 use axum::routing::post;
 use domain::WorkerError;
 use domain::alert::{self, AlertCreated, AlertRequest};
+use lambda_http::request::RequestContext;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
@@ -34,6 +38,8 @@ pub const PRODUCER: &str = "alert-intake";
 pub const FLUSH_BUDGET: Duration = Duration::from_secs(2);
 /// Records one flush publishes at most: this request's and what earlier ones left.
 const FLUSH_LIMIT: i64 = 200;
+/// Records the scheduled flush publishes at most.
+const SCHEDULED_FLUSH_LIMIT: i64 = 5_000;
 
 /// alert-intake's own settings.
 #[derive(Deserialize)]
@@ -80,6 +86,7 @@ pub fn router(deps: Arc<Deps>) -> adapters::http::App {
     adapters::http::app(
         Router::new()
             .route("/alerts", post(create_alert))
+            .route("/events", post(scheduled_flush))
             .with_state(deps),
     )
 }
@@ -110,6 +117,31 @@ async fn create_alert(
     );
     publish(&deps.outbox).await;
     Ok(json(StatusCode::ACCEPTED, &accepted))
+}
+
+/// What the scheduled flush published.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Flushed {
+    pub published: usize,
+}
+
+/// The schedule's flush: only for an event that is not an HTTP request (`lambda_http` passes it
+/// through as `POST /events`); through API Gateway the path does not exist.
+async fn scheduled_flush(
+    State(deps): State<Arc<Deps>>,
+    context: Option<Extension<RequestContext>>,
+) -> Result<Response, Problem> {
+    if !matches!(context.as_deref(), Some(RequestContext::PassThrough)) {
+        return Err(Problem::not_found());
+    }
+    let published = deps.outbox.flush(SCHEDULED_FLUSH_LIMIT).await?;
+    if published > 0 {
+        tracing::warn!(
+            published,
+            "the scheduled flush published what requests had left"
+        );
+    }
+    Ok(json(StatusCode::OK, &Flushed { published }))
 }
 
 /// Stores the alert and its outbox record, or finds the alert its dedupe key names.
