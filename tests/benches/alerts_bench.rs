@@ -9,7 +9,8 @@
 //!   (users without channels), beside a consumer that checks and inserts one status per record
 //!   as the seed did;
 //! - user-alert-delivery, the channels: deliveries/s to a local WebSocket management endpoint,
-//!   32 in flight.
+//!   32 in flight;
+//! - alert-connections: WebSocket connects/s (authorizer with a signed token, then `$connect`).
 //!
 //! Peak RSS is the bench process's while each step runs. Figures go to stdout and
 //! target/bench/results.json; there is no pass/fail.
@@ -319,6 +320,52 @@ async fn statuses(
     Ok(results)
 }
 
+async fn connections(db: &PgPool) -> anyhow::Result<Vec<BenchResult>> {
+    const CONNECTS: usize = 1_000;
+    let deps = alert_connections::Deps {
+        db: db.clone(),
+        verifier: integration_tests::local_verifier()?,
+    };
+    let token = integration_tests::token("bench-user", integration_tests::LOCAL_AUDIENCE, 600)?;
+    reset_peak_rss();
+    let started = Instant::now();
+    for i in 0..CONNECTS {
+        let allowed = alert_connections::handle(
+            json!({"type": "REQUEST", "methodArn": "arn:aws:execute-api:ap-northeast-2:1:api/v1/$connect",
+                   "queryStringParameters": {"token": token}}),
+            &deps,
+        )
+        .await?;
+        anyhow::ensure!(allowed["policyDocument"]["Statement"][0]["Effect"] == "Allow");
+        alert_connections::handle(
+            json!({"requestContext": {"routeKey": "$connect", "connectionId": format!("bench-{i}"),
+                   "authorizer": {"principalId": "bench-user", "userId": "bench-user"}}}),
+            &deps,
+        )
+        .await?;
+    }
+    let elapsed = started.elapsed();
+    let rss = peak_rss_mib();
+    let per_s = CONNECTS as f64 / elapsed.as_secs_f64();
+    println!(
+        "alert-connections {CONNECTS} connects (authorize + $connect): {per_s:>8.0}/s  peak RSS {rss:.0} MiB"
+    );
+    Ok(vec![
+        BenchResult {
+            name: "alert-connections connects/s (authorize + $connect)".into(),
+            unit: "connects/s".into(),
+            value: per_s,
+            baselines: BTreeMap::new(),
+        },
+        BenchResult {
+            name: "alert-connections peak RSS".into(),
+            unit: "MiB".into(),
+            value: rss,
+            baselines: BTreeMap::new(),
+        },
+    ])
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let wanted = bench_filter();
@@ -336,6 +383,7 @@ async fn main() -> anyhow::Result<()> {
     let mut results = intake(&db.pool, &created).await?;
     results.extend(fan_out(&db.pool, &users, &dlq).await?);
     results.extend(statuses(&db.pool, &aws, &ws, &users, &dlq).await?);
+    results.extend(connections(&db.pool).await?);
     let path = record_bench(&results)?;
     println!("results: {}", path.display());
     Ok(())
