@@ -57,6 +57,9 @@ listening "$WATCH_PORT" || fail "cargo lambda watch did not start"
 invoke() { job webtoon-sync "$1"; }
 devtools() { target/debug/devtools "$@"; }
 triggers() { LAMBDA_INVOKE_URL="http://127.0.0.1:$WATCH_PORT" target/debug/local-triggers "$@" 2>>"$LOGS/local-triggers.log"; }
+# A long-running local-triggers command (a stand-in, a client), stopped on exit: started here,
+# not in a subshell, so its own pid is the one kept.
+background() { LAMBDA_INVOKE_URL="http://127.0.0.1:$WATCH_PORT" target/debug/local-triggers "$@" & pids+=($!); }
 # Every function's queues and topics, until they have been quiet for 4 s.
 sources() { triggers sources --idle 4; }
 counter_key() { echo "budget:spent:{$1}:$(TZ=Asia/Seoul date +%Y%m%d)"; }
@@ -116,18 +119,17 @@ seed_alert_users() {
 }
 # The WebSocket API's local stand-in, and ops-ana's browser connected to it with her token.
 start_websocket() {
-  triggers websocket --listen "127.0.0.1:$WS_PORT" >"$LOGS/websocket.log" 2>&1 &
-  pids+=($!)
+  listening "$WS_PORT" && fail "127.0.0.1:$WS_PORT is taken (a WebSocket stand-in left running?)"
+  background websocket --listen "127.0.0.1:$WS_PORT" >"$LOGS/websocket.log" 2>&1
   for _ in $(seq 1 40); do listening "$WS_PORT" && break; sleep 0.25; done
-  triggers listen "ws://127.0.0.1:$WS_PORT/?token=$(devtools token ops-ana)" --for 120 >"$LOGS/ws-client.out" 2>&1 &
-  pids+=($!)
+  background listen "ws://127.0.0.1:$WS_PORT/?token=$(devtools token ops-ana)" --for 120 >"$LOGS/ws-client.out" 2>&1
   for _ in $(seq 1 40); do [ "$(sql "SELECT count(*) FROM ws_connections WHERE user_id = 'ops-ana' AND connection_id <> 'stale-connection'")" = 1 ] && break; sleep 0.25; done
 }
 alert_statuses() { sql "SELECT string_agg(user_id || '=' || status, ' ' ORDER BY user_id) FROM user_alert_statuses WHERE alert_id = ${1:-1}"; }
 # The HTTP API's local stand-in (routes and JWT authorizer from the template) and a client of it.
 start_http_api() {
-  triggers http --listen "127.0.0.1:$HTTP_PORT" >"$LOGS/http.log" 2>&1 &
-  pids+=($!)
+  listening "$HTTP_PORT" && fail "127.0.0.1:$HTTP_PORT is taken (an HTTP API stand-in left running?)"
+  background http --listen "127.0.0.1:$HTTP_PORT" >"$LOGS/http.log" 2>&1
   for _ in $(seq 1 40); do listening "$HTTP_PORT" && break; sleep 0.25; done
 }
 # POST /v1/alerts with BODY as SUBJECT (no subject: no token; AUDIENCE to override): the status,

@@ -65,6 +65,10 @@ enum Command {
         /// Seconds until it expires (negative: expired already).
         #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
         expires_in: i64,
+        /// The issuer's key, as `make up` writes it (relative to the current directory: one
+        /// binary may serve several checkouts that share a target directory).
+        #[arg(long, default_value = ".stack/jwt")]
+        jwt_dir: PathBuf,
     },
     /// Print the recorded outcome of a coupon issue request as JSON.
     CouponOutcome {
@@ -91,11 +95,11 @@ async fn main() -> anyhow::Result<()> {
             subject,
             audience,
             expires_in,
+            jwt_dir,
         } => {
-            let jwt = repo_root().join(".stack/jwt");
             println!(
                 "{}",
-                devtools::token::local_token(&jwt, &subject, &audience, expires_in)?
+                devtools::token::local_token(&jwt_dir, &subject, &audience, expires_in)?
             );
             Ok(())
         }
