@@ -324,7 +324,7 @@ async fn connections(db: &PgPool) -> anyhow::Result<Vec<BenchResult>> {
     const CONNECTS: usize = 1_000;
     let deps = alert_connections::Deps {
         db: db.clone(),
-        verifier: integration_tests::local_verifier()?,
+        verifier: integration_tests::local_issuer_keys().await?,
     };
     let token = integration_tests::token("bench-user", integration_tests::LOCAL_AUDIENCE, 600)?;
     reset_peak_rss();

@@ -12,8 +12,8 @@ use alert_intake::Accepted;
 use axum::http::{Request, StatusCode};
 use domain::alert::AlertRequest;
 use integration_tests::{
-    ConnectionsApi, LOCAL_AUDIENCE, TcpProxy, TestAws, TestDb, create_topics, dead_letters,
-    disable_endpoint, invoke_endpoint, kafka_brokers, kafka_event, local_jwks, local_verifier,
+    ConnectionsApi, LOCAL_AUDIENCE, LOCAL_ISSUER, TcpProxy, TestAws, TestDb, create_topics,
+    dead_letters, disable_endpoint, invoke_endpoint, kafka_brokers, kafka_event, local_jwks,
     push_endpoint, read_topic, repo_root, token, unique,
 };
 use lambda_http::request::RequestContext;
@@ -748,11 +748,10 @@ async fn an_outage_mid_fan_out_resumes_and_every_user_gets_it() -> anyhow::Resul
 #[tokio::test]
 async fn the_websocket_authorizer_allows_only_valid_tokens_for_the_audience() -> anyhow::Result<()>
 {
-    let verifier = local_verifier()?;
     let db = TestDb::new().await?;
     let deps = alert_connections::Deps {
         db: db.pool.clone(),
-        verifier,
+        verifier: integration_tests::local_issuer_keys().await?,
     };
     let authorize = |token: Option<String>| {
         let mut event = json!({
@@ -924,5 +923,40 @@ async fn deliveries_a_dead_sender_still_holds_are_not_dropped() -> anyhow::Resul
     assert_eq!(summary.exhausted, 0);
     assert_eq!(w.ws.received("conn-ana").await.len(), 1);
     assert_eq!(w.statuses().await?[0].2, "delivered");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_websocket_authorizer_follows_the_issuers_key_rotation() -> anyhow::Result<()> {
+    // The issuer's JWKS as a file the authorizer fetches, first with the local key only.
+    let dir = std::env::temp_dir().join(unique("issuer-"));
+    std::fs::create_dir_all(&dir)?;
+    let jwks = dir.join("jwks.json");
+    std::fs::write(&jwks, local_jwks()?)?;
+    let url = format!("file://{}", jwks.display());
+    // The issuer's next key.
+    let next = dir.join("next");
+    let made = std::process::Command::new("python3")
+        .arg(repo_root().join("infra/local/jwt_keys.py"))
+        .arg(&next)
+        .status()?;
+    anyhow::ensure!(made.success(), "jwt_keys.py failed");
+    let token = devtools::token::local_token(&next, "ana", LOCAL_AUDIENCE, 300)?;
+
+    let now =
+        adapters::jwt::IssuerKeys::fetch_every(&url, LOCAL_ISSUER, LOCAL_AUDIENCE, Duration::ZERO)
+            .await?;
+    let rarely = adapters::jwt::IssuerKeys::fetch(&url, LOCAL_ISSUER, LOCAL_AUDIENCE).await?;
+    assert!(
+        now.verify(&token).await.is_err(),
+        "a key the issuer has not published"
+    );
+    // The issuer rotates: its JWKS now has the next key.
+    std::fs::copy(next.join("jwks.json"), &jwks)?;
+    let claims = now.verify(&token).await?;
+    assert_eq!(claims.sub, "ana", "fetched again for the new kid");
+    // Fetching again is rate-limited: within the minute the old keys stay.
+    assert!(rarely.verify(&token).await.is_err());
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

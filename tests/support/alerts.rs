@@ -20,9 +20,13 @@ pub fn local_jwks() -> anyhow::Result<String> {
     jwt_file("jwks.json")
 }
 
-/// A verifier of the local issuer's tokens, as the authorizers are configured locally.
-pub fn local_verifier() -> anyhow::Result<adapters::jwt::Verifier> {
-    adapters::jwt::Verifier::new(&local_jwks()?, LOCAL_ISSUER, LOCAL_AUDIENCE)
+/// The local issuer's keys as alert-connections holds them (`file://` JWKS).
+pub async fn local_issuer_keys() -> anyhow::Result<adapters::jwt::IssuerKeys> {
+    let url = format!(
+        "file://{}",
+        repo_root().join(".stack/jwt/jwks.json").display()
+    );
+    adapters::jwt::IssuerKeys::fetch(&url, LOCAL_ISSUER, LOCAL_AUDIENCE).await
 }
 
 /// A token for `subject`, signed by the local issuer, for `audience`, expiring in

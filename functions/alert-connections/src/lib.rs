@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use adapters::jwt::{self, Verifier};
+use adapters::jwt::{self, IssuerKeys};
 use adapters::{aws, config, db};
 use domain::WorkerError;
 use serde::Deserialize;
@@ -32,7 +32,8 @@ struct Settings {
 
 pub struct Deps {
     pub db: PgPool,
-    pub verifier: Verifier,
+    /// The issuer's keys, fetched again when the issuer rotates them.
+    pub verifier: IssuerKeys,
 }
 
 impl Deps {
@@ -43,7 +44,7 @@ impl Deps {
         let sdk = aws::sdk_config().await;
         Ok(Self {
             db: db::pool(&database, &sdk).await?,
-            verifier: Verifier::fetch(
+            verifier: IssuerKeys::fetch(
                 &settings.jwt_jwks_url,
                 &settings.jwt_issuer,
                 &settings.jwt_audience,
@@ -84,7 +85,7 @@ struct RouteContext {
 pub async fn handle(event: Value, deps: &Deps) -> Result<Value, WorkerError> {
     if event.get("methodArn").is_some() {
         let request: Authorize = serde_json::from_value(event)?;
-        return authorize(&request, &deps.verifier);
+        return authorize(&request, &deps.verifier).await;
     }
     let route: Route = serde_json::from_value(event)?;
     let context = route.request_context;
@@ -124,7 +125,7 @@ pub async fn handle(event: Value, deps: &Deps) -> Result<Value, WorkerError> {
 }
 
 /// Allows the connection for the token's subject, or denies it (API Gateway answers 403).
-fn authorize(request: &Authorize, verifier: &Verifier) -> Result<Value, WorkerError> {
+async fn authorize(request: &Authorize, verifier: &IssuerKeys) -> Result<Value, WorkerError> {
     let token = request
         .query_string_parameters
         .as_ref()
@@ -141,7 +142,7 @@ fn authorize(request: &Authorize, verifier: &Verifier) -> Result<Value, WorkerEr
                 .and_then(|(_, v)| jwt::bearer(v))
         })
         .unwrap_or_default();
-    let (principal, effect) = match verifier.verify(token) {
+    let (principal, effect) = match verifier.verify(token).await {
         Ok(claims) => (claims.sub, "Allow"),
         Err(refused) => {
             tracing::warn!(reason = %refused, "WebSocket connection denied");

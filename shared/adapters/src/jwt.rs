@@ -5,6 +5,8 @@
 //! stands in for API Gateway (`local-triggers http`).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
@@ -96,6 +98,89 @@ impl Verifier {
             return Err(Refused::Missing);
         }
         Ok(claims)
+    }
+}
+
+/// How often at most the issuer's keys are fetched again for a token naming an unknown key.
+pub const REFETCH_AFTER: Duration = Duration::from_secs(60);
+
+/// The issuer's keys as a long-lived function holds them: fetched at cold start, and again when
+/// a token names a key they do not have (the issuer rotated its keys), at most once per
+/// [`REFETCH_AFTER`], so a flood of forged `kid`s cannot make the function hammer the issuer.
+pub struct IssuerKeys {
+    url: String,
+    issuer: String,
+    audience: String,
+    refetch_after: Duration,
+    current: RwLock<Arc<Verifier>>,
+    fetched: Mutex<Instant>,
+}
+
+impl IssuerKeys {
+    /// Fetches the keys from `url` (`https://…` or `file://…`).
+    pub async fn fetch(url: &str, issuer: &str, audience: &str) -> anyhow::Result<Self> {
+        Self::fetch_every(url, issuer, audience, REFETCH_AFTER).await
+    }
+
+    /// As [`Self::fetch`], fetching again at most once per `refetch_after`.
+    pub async fn fetch_every(
+        url: &str,
+        issuer: &str,
+        audience: &str,
+        refetch_after: Duration,
+    ) -> anyhow::Result<Self> {
+        let verifier = Verifier::fetch(url, issuer, audience).await?;
+        Ok(Self {
+            url: url.to_owned(),
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            refetch_after,
+            current: RwLock::new(Arc::new(verifier)),
+            fetched: Mutex::new(Instant::now()),
+        })
+    }
+
+    fn current(&self) -> Arc<Verifier> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Whether a new fetch is allowed now; if so, it is counted as made.
+    fn due(&self) -> bool {
+        let mut fetched = self
+            .fetched
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if fetched.elapsed() < self.refetch_after {
+            return false;
+        }
+        *fetched = Instant::now();
+        true
+    }
+
+    /// The token's claims if it is valid, by the keys held or, for an unknown key, by the keys
+    /// fetched again.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Refused> {
+        match self.current().verify(token) {
+            Err(Refused::UnknownKey) if self.due() => {
+                match Verifier::fetch(&self.url, &self.issuer, &self.audience).await {
+                    Ok(fresh) => {
+                        tracing::info!("the issuer's keys fetched again (a token named a new key)");
+                        *self
+                            .current
+                            .write()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(fresh);
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "the issuer's keys could not be fetched again")
+                    }
+                }
+                self.current().verify(token)
+            }
+            other => other,
+        }
     }
 }
 
