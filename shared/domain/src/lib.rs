@@ -2,6 +2,7 @@
 //! unit-tested without a running service.
 
 pub mod alert;
+pub mod backfill;
 pub mod budget;
 pub mod calendar;
 pub mod coupon;
