@@ -278,6 +278,9 @@ seed_alert_users
 start_websocket
 out=$(job alert-intake alert-intake.json)
 [ "$(field statusCode <<<"$out")" = 202 ] || fail "alert-intake: $out"
+# Twice: a source idle for 4 s stops, and the first fan-out may still be compiling under
+# cargo lambda watch when user-alert-topic's source goes quiet.
+sources >/dev/null
 sources >/dev/null
 [ "$(alert_statuses)" = "ops-ana=delivered ops-bo=delivered" ] || fail "alert statuses: $(alert_statuses)"
 grep -q "bank-api v2.4.1 deployed" "$LOGS/ws-client.out" || fail "ops-ana's browser got nothing: $(cat "$LOGS/ws-client.out")"

@@ -15,8 +15,9 @@
 
 use std::collections::HashMap;
 
+use adapters::bootstrap::ApiFunction;
 use adapters::jwt::{self, IssuerKeys};
-use adapters::{aws, config, db};
+use adapters::{config, db};
 use domain::WorkerError;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -40,10 +41,8 @@ impl Deps {
     /// `JWT_JWKS_URL`, `JWT_ISSUER`, `JWT_AUDIENCE` and `DATABASE_*`.
     pub async fn from_env() -> anyhow::Result<Self> {
         let settings: Settings = config::from_env()?;
-        let database = config::DatabaseConfig::from_env()?;
-        let sdk = aws::sdk_config().await;
         Ok(Self {
-            db: db::pool(&database, &sdk).await?,
+            db: ApiFunction::from_env().await?.db,
             verifier: IssuerKeys::fetch(
                 &settings.jwt_jwks_url,
                 &settings.jwt_issuer,

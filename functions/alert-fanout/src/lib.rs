@@ -53,10 +53,9 @@ impl Deps {
     /// `user-alert-topic`), and the Kafka consumer's base.
     pub async fn from_env() -> anyhow::Result<Self> {
         let settings: Settings = config::from_env()?;
-        let kafka: config::KafkaConfig = config::from_env()?;
         let base = KafkaConsumer::from_env(CONSUMER).await?;
         Ok(Self {
-            producer: Producer::connect(&kafka, &base.sdk)?,
+            producer: base.producer()?,
             db: base.db,
             topic: settings
                 .user_alert_topic

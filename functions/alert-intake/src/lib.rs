@@ -15,10 +15,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use adapters::bootstrap::ApiFunction;
 use adapters::http::{Caller, Problem, json, json_body};
 use adapters::kafka::Producer;
 use adapters::outbox::Outbox;
-use adapters::{aws, config, db};
+use adapters::{config, db};
 use axum::Extension;
 use axum::Router;
 use axum::body::Bytes;
@@ -59,10 +60,8 @@ impl Deps {
     /// `DEDUPE_WINDOW_SECONDS` (default one hour).
     pub async fn from_env() -> anyhow::Result<Self> {
         let settings: Settings = config::from_env()?;
-        let database = config::DatabaseConfig::from_env()?;
         let kafka: config::KafkaConfig = config::from_env()?;
-        let sdk = aws::sdk_config().await;
-        let db = db::pool(&database, &sdk).await?;
+        let ApiFunction { sdk, db } = ApiFunction::from_env().await?;
         let topic = settings
             .alert_created_topic
             .unwrap_or_else(|| alert::ALERT_CREATED_TOPIC.to_owned());

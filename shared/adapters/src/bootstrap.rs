@@ -1,14 +1,14 @@
 //! What each kind of function builds once per cold start, from its environment. A function's
 //! `Deps::from_env` starts from the base of its kind and adds only what is its own, so a new
-//! Kafka consumer or scheduled job is its rules plus a few lines of wiring.
+//! Kafka consumer, scheduled job or API function is its rules plus a few lines of wiring.
 
 use aws_config::SdkConfig;
 use serde::Deserialize;
 use sqlx::PgPool;
 
-use crate::config::{self, DatabaseConfig, DeadLetterConfig};
+use crate::config::{self, DatabaseConfig, DeadLetterConfig, KafkaConfig};
 use crate::jobs::Reporter;
-use crate::kafka::DeadLetters;
+use crate::kafka::{DeadLetters, Producer};
 use crate::outbox::Outbox;
 use crate::{aws, db};
 
@@ -19,6 +19,7 @@ pub struct KafkaConsumer {
     pub db: PgPool,
     pub dead_letters: DeadLetters,
     consumer: String,
+    kafka: KafkaConfig,
 }
 
 impl KafkaConsumer {
@@ -35,7 +36,13 @@ impl KafkaConsumer {
             db,
             dead_letters,
             consumer: consumer.to_owned(),
+            kafka: dead_letter_config.kafka,
         })
+    }
+
+    /// An idempotent producer to the same brokers, for a consumer that publishes.
+    pub fn producer(&self) -> anyhow::Result<Producer> {
+        Producer::connect(&self.kafka, &self.sdk)
     }
 
     /// The consumer's outbox to the SNS topic `topic_arn`.
@@ -67,6 +74,22 @@ impl SqsConsumer {
             sdk,
             db,
         })
+    }
+}
+
+/// An API function's base (invoked by API Gateway): the SDK configuration and the database pool
+/// (`DATABASE_*`).
+pub struct ApiFunction {
+    pub sdk: SdkConfig,
+    pub db: PgPool,
+}
+
+impl ApiFunction {
+    pub async fn from_env() -> anyhow::Result<Self> {
+        let database = DatabaseConfig::from_env()?;
+        let sdk = aws::sdk_config().await;
+        let db = db::pool(&database, &sdk).await?;
+        Ok(Self { sdk, db })
     }
 }
 
