@@ -101,6 +101,28 @@ seed_coupons() {
          (3002, 'autumn', 10, 10, '2026-10-01 00:00+09', '2026-11-15 00:00+09') ON CONFLICT DO NOTHING" >/dev/null
 }
 coupon_outcomes() { sql "SELECT string_agg(outcome, ' ' ORDER BY request_id) FROM coupon_issue_outcomes"; }
+# The CDP backfill's advertisers: Hanbit Foods is NEW (its 24 months to backfill), Mirae Books
+# and Sora Travel are EXISTING. Each has a campaign with a daily row for every day of the last
+# 25 months; Hanbit and Mirae have raw events yesterday from a few devices.
+seed_cdp() {
+  sql "INSERT INTO advertisers (advertiser_id, name, advertiser_type, backfill_completed) VALUES
+         (501, 'Hanbit Foods', 'NEW', false), (502, 'Mirae Books', 'EXISTING', true),
+         (503, 'Sora Travel', 'EXISTING', true) ON CONFLICT DO NOTHING;
+       INSERT INTO campaign_daily_stats (campaign_id, stat_date, advertiser_id, impressions, clicks, conversions, cost_micros, hours)
+         SELECT a * 10 + 1, d::date, a, 1000 + a % 7 * 100, 40 + a % 5, 4, 12000000, 24
+           FROM (VALUES (501), (502), (503)) AS v(a),
+                generate_series(date_trunc('month', now() AT TIME ZONE 'Asia/Seoul') - INTERVAL '25 months',
+                                (now() AT TIME ZONE 'Asia/Seoul')::date - 1, INTERVAL '1 day') AS d
+         ON CONFLICT DO NOTHING;
+       SELECT ensure_ad_event_partitions(((now() AT TIME ZONE 'Asia/Seoul')::date - 1), ((now() AT TIME ZONE 'Asia/Seoul')::date - 1));
+       INSERT INTO ad_events (event_id, occurred_at, campaign_id, advertiser_id, event_type, cost_micros, device_id)
+         SELECT md5('cdp-' || a || '-' || i)::uuid,
+                ((now() AT TIME ZONE 'Asia/Seoul')::date - 1 + INTERVAL '9 hours' + i * INTERVAL '1 minute') AT TIME ZONE 'Asia/Seoul',
+                a * 10 + 1, a, CASE WHEN i % 10 = 0 THEN 'click' ELSE 'impression' END, 1500, 'device-' || (i % 4)
+           FROM (VALUES (501), (502)) AS v(a), generate_series(1, 40) AS i
+         ON CONFLICT DO NOTHING" >/dev/null
+}
+now_utc() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 # The console's users for the sample alert (events/alert-intake.json, bank-api): ops-ana watches
 # every bank-api alert in a browser (a WebSocket client, and one stale connection the API will
 # call gone), ops-bo its deployments on a phone (a push endpoint in the local SNS), ops-cy only
@@ -195,6 +217,28 @@ if [ "$MODE" = demo ]; then
     -c "SELECT advertiser_id, settle_date, campaigns, db_spent, redis_spent, matched, redis_over FROM budget_settlements ORDER BY 2, 1"
   printf '== S3 (bucket %s)\n' "$(python3 -c 'import json; print(json.load(open(".stack/resources.json"))["ReportBucket"])')"
   peek objects ReportBucket
+  printf '\n== CDP backfill: one NEW and two EXISTING advertisers; orchestrator ticks fired by the scheduler source, months through the jobs queue to cdp-worker\n'
+  seed_cdp
+  for tick in 1 2; do
+    at=$(now_utc)
+    printf '\n$ local-triggers schedule fire cdp-orchestrator --event Tick --at %s   (tick %s)\n' "$at" "$tick"
+    triggers schedule fire cdp-orchestrator --event Tick --at "$at"
+    printf '$ local-triggers sources --idle 4   (cdp-jobs -> cdp-worker; a finished month queues the next)\n'
+    sources | grep -E 'cdp-worker|^$' || true
+  done
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
+    -c "SELECT advertiser_id, name, advertiser_type, active, backfill_completed, to_char(last_completed_month, 'YYYY-MM') AS last_completed FROM advertisers WHERE advertiser_id IN (501, 502, 503) ORDER BY 1" \
+    -c "SELECT advertiser_id, count(*) AS months, count(*) FILTER (WHERE state = 'COMPLETED') AS completed, to_char(min(month), 'YYYY-MM') AS oldest, to_char(max(month), 'YYYY-MM') AS newest, sum(processed_records) AS records FROM cdp_months WHERE advertiser_id IN (501, 502, 503) GROUP BY 1 ORDER BY 1" \
+    -c "SELECT advertiser_id, to_char(month, 'YYYY-MM') AS month, state, processed_records, failed_records, retry_count, to_char(started_at, 'HH24:MI:SS.MS') AS started FROM cdp_months WHERE advertiser_id = 501 ORDER BY month LIMIT 4" \
+    -c "SELECT advertiser_id, to_char(month, 'YYYY-MM') AS month, dataset, status, records, bytes, left(sha256, 16) AS sha256 FROM cdp_exports WHERE advertiser_id IN (501, 502) ORDER BY month DESC, advertiser_id, dataset LIMIT 6"
+  cdp_bucket=$(python3 -c 'import json; print(json.load(open(".stack/resources.json"))["CdpBucket"])')
+  printf '== S3 (bucket %s): %s CDP files; advertiser 502\n' "$cdp_bucket" "$(peek objects CdpBucket | grep -c 'advertiser_id=50[123]/')"
+  peek objects CdpBucket | grep 'advertiser_id=502/'
+  month=$(sql "SELECT to_char(max(month), 'YYYY-MM') FROM cdp_months WHERE advertiser_id = 502")
+  printf '\n$ devtools cdp-rows %s cdp/advertiser_id=502/month=%s/performance.parquet --limit 3\n' "$cdp_bucket" "$month"
+  devtools cdp-rows "$cdp_bucket" "cdp/advertiser_id=502/month=$month/performance.parquet" --limit 3
+  printf '$ devtools cdp-rows %s cdp/advertiser_id=502/month=%s/audience.parquet --limit 3\n' "$cdp_bucket" "$month"
+  devtools cdp-rows "$cdp_bucket" "cdp/advertiser_id=502/month=$month/audience.parquet" --limit 3
   printf '\n== alerts: POST /v1/alerts through the local HTTP API (its JWT authorizer from the template) -> alert-fanout -> user-alert-delivery -> push and web\n'
   seed_alert_users
   start_websocket
@@ -341,4 +385,23 @@ out=$(job retention retention-dry-run.json)
 [ "$(field dry_run <<<"$out")" = True ] || fail "retention dry run: $out"
 job retention retention.json >/dev/null
 [ "$(sql "SELECT count(*) FROM ad_events")" = "$before" ] || fail "retention touched events inside their window"
-echo "e2e: 11 passed, 0 failed"
+# ---- CDP backfill: a tick fired by the scheduler source, the months through the jobs queue's
+# source to cdp-worker (a finished month queues the next), then the events/ files
+seed_cdp
+out=$(triggers schedule fire cdp-orchestrator --event Tick --at "$(now_utc)" | sed -n 's/^cdp-orchestrator: ran at attempt 1: //p')
+[ "$(field started <<<"$out") $(field queued <<<"$out")" = "1 3" ] || fail "cdp tick: $out"
+sources >/dev/null
+[ "$(sql "SELECT count(*) FROM cdp_months WHERE advertiser_id = 501 AND state = 'COMPLETED'")" = 25 ] \
+  || fail "CDP backfill of 501: $(sql "SELECT string_agg(state, ' ' ORDER BY month) FROM cdp_months WHERE advertiser_id = 501")"
+[ "$(sql "SELECT advertiser_type FROM advertisers WHERE advertiser_id = 501")" = EXISTING ] || fail "501 did not become EXISTING"
+[ "$(sql "SELECT string_agg(state, ' ' ORDER BY advertiser_id) FROM cdp_months WHERE advertiser_id IN (502, 503)")" = "COMPLETED COMPLETED" ] \
+  || fail "the EXISTING advertisers' months"
+[ "$(peek objects CdpBucket | grep -c 'advertiser_id=50[123]/month=.*/performance.parquet')" -ge 27 ] || fail "CDP files missing"
+[ "$(sql "SELECT records FROM cdp_exports WHERE advertiser_id = 502 AND dataset = 'audience' ORDER BY month DESC LIMIT 1")" = 4 ] \
+  || fail "502's audience facts"
+out=$(job cdp-orchestrator cdp-orchestrator-tick.json)
+[ "$(field queued <<<"$out") $(field idle <<<"$out")" = "0 3" ] || fail "a tick with nothing changed queued: $out"
+out=$(job cdp-orchestrator cdp-orchestrator-clean-up.json)
+[ "$(field stale <<<"$out")" = 0 ] || fail "cdp clean-up: $out"
+[ "$(job cdp-worker cdp-worker.json | failures)" = "5d1b7c3e-0c7a-4d2e-8f6b-000000000002" ] || fail "cdp-worker: the malformed job not reported"
+echo "e2e: 12 passed, 0 failed"

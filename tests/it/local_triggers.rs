@@ -158,14 +158,26 @@ fn the_template_declares_every_trigger() -> anyhow::Result<()> {
             "user-alert-delivery"
         ]
     );
-    let queues: Vec<(&str, usize, bool)> = sources
+    let mut queues: Vec<(&str, usize, bool, usize)> = sources
         .sqs
         .iter()
-        .map(|s| (s.function.as_str(), s.batch_size, s.report_item_failures))
+        .map(|s| {
+            (
+                s.function.as_str(),
+                s.batch_size,
+                s.report_item_failures,
+                s.max_concurrency,
+            )
+        })
         .collect();
+    queues.sort_unstable();
     assert_eq!(
         queues,
-        [("webtoon-sync", 10, true), ("webtoon-sync", 10, true)]
+        [
+            ("cdp-worker", 4, true, 5),
+            ("webtoon-sync", 10, true, 10),
+            ("webtoon-sync", 10, true, 10)
+        ]
     );
     assert!(sources.sqs.iter().all(|s| s.queue_url.starts_with("http")));
     let mut jobs: Vec<(&str, String)> = sources
@@ -179,6 +191,8 @@ fn the_template_declares_every_trigger() -> anyhow::Result<()> {
         [
             ("alert-intake", "rate(1 minute)".to_owned()),
             ("budget-settlement", "cron(0 3 * * ? *)".to_owned()),
+            ("cdp-orchestrator", "cron(0/5 * * * ? *)".to_owned()),
+            ("cdp-orchestrator", "cron(2/10 * * * ? *)".to_owned()),
             ("daily-rollup", "cron(0 2 * * ? *)".to_owned()),
             ("retention", "cron(0 4 * * ? *)".to_owned()),
         ]

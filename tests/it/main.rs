@@ -4,6 +4,7 @@
 
 mod alerts;
 mod budget_sync;
+mod cdp_backfill;
 mod coupon_issue;
 mod local_triggers;
 mod performance_metrics;

@@ -9,6 +9,7 @@
 //!   credentials.
 //! - `coupon-outcome`: the recorded outcome of a coupon issue request in $DATABASE_URL, as JSON
 //!   (exit status 1 when the request has not been decided).
+//! - `cdp-rows`: the first rows of a CDP Parquet file in S3, as a query engine would read them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -76,6 +77,13 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
+    /// Print the schema, the row count and the first rows of a CDP Parquet file in S3.
+    CdpRows {
+        bucket: String,
+        key: String,
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+    },
 }
 
 fn repo_root() -> PathBuf {
@@ -107,7 +115,35 @@ async fn main() -> anyhow::Result<()> {
             request_id,
             database_url,
         } => coupon_outcome(&request_id, &database_url).await,
+        Command::CdpRows { bucket, key, limit } => cdp_rows(&bucket, &key, limit).await,
     }
+}
+
+async fn cdp_rows(bucket: &str, key: &str, limit: usize) -> anyhow::Result<()> {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    let s3 = adapters::aws::s3(&adapters::aws::sdk_config().await);
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("get s3://{bucket}/{key}"))?;
+    let bytes = object.body.collect().await?.into_bytes();
+    let reader = SerializedFileReader::new(bytes)?;
+    let metadata = reader.metadata().file_metadata();
+    let columns: Vec<String> = metadata
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| format!("{} {}", c.name(), c.physical_type()))
+        .collect();
+    println!("  s3://{bucket}/{key}: {} rows", metadata.num_rows());
+    println!("  columns: {}", columns.join(", "));
+    for row in reader.get_row_iter(None)?.take(limit) {
+        println!("  {}", row?);
+    }
+    Ok(())
 }
 
 async fn database(url: &str) -> anyhow::Result<sqlx::PgPool> {

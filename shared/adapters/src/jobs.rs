@@ -38,9 +38,50 @@ impl JobRun {
         Ok(run)
     }
 
+    /// A run of a job that reads its own input (the CDP orchestrator's tick), for `target_date`.
+    pub fn begin(job: &'static str, target_date: NaiveDate) -> Self {
+        Self {
+            job,
+            target_date,
+            dry_run: false,
+            started_at: Utc::now(),
+            started: Instant::now(),
+        }
+    }
+
     /// Records the run, emits its metrics (counts, and the duration) and publishes its summary
     /// to the operators. Returns the summary, which is also the invocation's result.
     pub async fn report(
+        self,
+        reporter: &Reporter,
+        counts: &[(&str, i64)],
+        details: Value,
+    ) -> Result<Value, WorkerError> {
+        let (job, target_date, dry_run) = (self.job, self.target_date, self.dry_run);
+        let summary = self.record(reporter, counts, details).await?;
+        let subject = format!(
+            "{job}{} for {target_date}",
+            if dry_run { " (dry run)" } else { "" },
+        );
+        reporter
+            .sns
+            .publish()
+            .topic_arn(&reporter.topic_arn)
+            .subject(subject)
+            .message(summary.to_string())
+            .send()
+            .await
+            .map_err(|err| {
+                WorkerError::retryable(
+                    anyhow::Error::new(err).context("publish the job summary to operators"),
+                )
+            })?;
+        Ok(summary)
+    }
+
+    /// Records the run and emits its metrics, without telling the operators (a job that runs
+    /// every few minutes). Returns the summary.
+    pub async fn record(
         self,
         reporter: &Reporter,
         counts: &[(&str, i64)],
@@ -78,26 +119,6 @@ impl JobRun {
             metrics.put(metric_name(name), *value as f64, Unit::Count);
         }
         metrics.emit();
-
-        let subject = format!(
-            "{}{} for {}",
-            self.job,
-            if self.dry_run { " (dry run)" } else { "" },
-            self.target_date
-        );
-        reporter
-            .sns
-            .publish()
-            .topic_arn(&reporter.topic_arn)
-            .subject(subject)
-            .message(summary.to_string())
-            .send()
-            .await
-            .map_err(|err| {
-                WorkerError::retryable(
-                    anyhow::Error::new(err).context("publish the job summary to operators"),
-                )
-            })?;
         info!(job = self.job, target_date = %self.target_date, duration_ms, summary = %summary, "job finished");
         Ok(summary)
     }
@@ -127,7 +148,7 @@ impl Reporter {
 }
 
 /// `rows_rolled_up` → `RowsRolledUp`, the CloudWatch metric naming convention.
-fn metric_name(snake: &str) -> String {
+pub fn metric_name(snake: &str) -> String {
     snake
         .split('_')
         .map(|word| {

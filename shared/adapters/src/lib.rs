@@ -3,6 +3,7 @@
 //! once per cold start and borrow it for every invocation.
 
 pub mod aws;
+pub mod backfill;
 pub mod bootstrap;
 pub mod config;
 pub mod coupons;

@@ -95,6 +95,34 @@ pub fn quality_score_drop(change: &ScoreChange) -> Notice {
     }
 }
 
+/// An advertiser the CDP backfill deactivated because a month exhausted its retries (to the
+/// operators). One per deactivation: activated and deactivated again, it is announced again.
+pub fn advertiser_deactivated(
+    advertiser_id: i64,
+    month: NaiveDate,
+    error: Option<&str>,
+    deactivated_at: DateTime<Utc>,
+) -> Notice {
+    Notice {
+        dedup_key: format!(
+            "advertiser-deactivated:{advertiser_id}:{}",
+            timestamp_key(deactivated_at)
+        ),
+        subject: "CDP backfill: advertiser deactivated".to_owned(),
+        body: json!({
+            "type": "advertiser_deactivated",
+            "reason": "a month failed after its retries",
+            "advertiser_id": advertiser_id,
+            "month": month.format("%Y-%m").to_string(),
+            "error": error,
+            "deactivated_at": deactivated_at,
+            "runbook": "docs/functions/cdp-backfill.md#operating-it",
+        }),
+        attributes: Vec::new(),
+        key: None,
+    }
+}
+
 /// A time as keys write it: UTC to the microsecond, as PostgreSQL keeps it.
 fn timestamp_key(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
@@ -148,5 +176,19 @@ mod tests {
             )]
         );
         assert_eq!(notice.body["previous_score"], 8.0);
+    }
+
+    #[test]
+    fn a_deactivation_is_keyed_by_advertiser_and_time() {
+        let at = DateTime::parse_from_rfc3339("2026-11-20T10:00:00Z")
+            .expect("valid time")
+            .with_timezone(&Utc);
+        let month = NaiveDate::from_ymd_opt(2025, 3, 1).expect("a month");
+        let notice = advertiser_deactivated(7, month, Some("boom"), at);
+        assert_eq!(
+            notice.dedup_key,
+            "advertiser-deactivated:7:2026-11-20T10:00:00.000000Z"
+        );
+        assert_eq!(notice.body["month"], "2025-03");
     }
 }
