@@ -464,14 +464,15 @@ async fn a_month_failing_four_times_deactivates_only_its_advertiser_and_tells_op
 async fn a_worker_killed_mid_month_is_failed_as_stale_and_retried() -> anyhow::Result<()> {
     let cdp = Cdp::new().await?;
     let current = current_month(today());
-    for advertiser in [8, 9] {
+    for advertiser in [8, 9, 16] {
         cdp.advertiser(advertiser, "EXISTING").await?;
         daily_stats(&cdp, advertiser, current, yesterday()).await?;
     }
     cdp.run("tick").await?;
     let jobs = cdp.take_jobs().await?;
-    assert_eq!(jobs.len(), 2);
-    // Both workers claimed their month and died: one 31 minutes ago, one 11.
+    assert_eq!(jobs.len(), 3);
+    // Two workers claimed their month and died: one 31 minutes ago, one 11. The third month's
+    // message was lost 5 hours ago (SQS gave up on it) and no worker ever started it.
     for (advertiser, minutes) in [(8, 31), (9, 11)] {
         sqlx::query(
             "UPDATE cdp_months SET state = 'RUNNING', started_at = now() - make_interval(mins => $2)
@@ -482,8 +483,17 @@ async fn a_worker_killed_mid_month_is_failed_as_stale_and_retried() -> anyhow::R
         .execute(&cdp.db.pool)
         .await?;
     }
+    sqlx::query(
+        "UPDATE cdp_months SET queued_at = now() - INTERVAL '5 hours' WHERE advertiser_id = 16",
+    )
+    .execute(&cdp.db.pool)
+    .await?;
     let cleanup = cdp.run("clean_up").await?;
-    assert_eq!(cleanup["stale"], 1, "only the month past 30 minutes");
+    assert_eq!(
+        (cleanup["stale"].as_i64(), cleanup["lost"].as_i64()),
+        (Some(1), Some(1)),
+        "only the month running past 30 minutes is stale: {cleanup}"
+    );
     let (count, _, error) = next_attempt(&cdp, 8).await?;
     assert_eq!(count, 1);
     assert!(
@@ -495,21 +505,35 @@ async fn a_worker_killed_mid_month_is_failed_as_stale_and_retried() -> anyhow::R
         "QUEUED",
         "retried under a new token"
     );
+    assert_eq!(
+        cdp.months(16).await?,
+        [(current, "QUEUED".to_owned(), 0)],
+        "a lost message is not the month's failure"
+    );
 
-    // The dead worker's messages come back. Advertiser 8's token is void now; advertiser 9's
-    // month is past the lease (the function's timeout), so its message runs it again.
+    // The dead workers' messages come back. Advertiser 8's and 16's tokens are void now;
+    // advertiser 9's month is past the lease (the function's timeout), so its message runs it.
     let response = cdp.work(&cdp.worker(), jobs).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(cdp.months(8).await?[0].1, "QUEUED");
+    assert_eq!(cdp.months(16).await?[0].1, "QUEUED");
     assert_eq!(cdp.months(9).await?, [(current, "COMPLETED".to_owned(), 0)]);
-    let retry = cdp.queued_job(8, current).await?;
+    let retries = vec![
+        cdp.queued_job(8, current).await?,
+        cdp.queued_job(16, current).await?,
+    ];
     assert!(
-        cdp.work(&cdp.worker(), vec![retry])
+        cdp.work(&cdp.worker(), retries)
             .await
             .batch_item_failures
             .is_empty()
     );
-    assert_eq!(cdp.months(8).await?, [(current, "COMPLETED".to_owned(), 0)]);
+    for advertiser in [8, 16] {
+        assert_eq!(
+            cdp.months(advertiser).await?,
+            [(current, "COMPLETED".to_owned(), 0)]
+        );
+    }
     Ok(())
 }
 

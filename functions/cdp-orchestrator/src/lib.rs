@@ -5,8 +5,9 @@
 //!   oldest pending month queued, one at a time; a finished one becomes EXISTING; an EXISTING
 //!   one gets its current month queued when its data changed; a failed month is queued again
 //!   when its backoff ends; an exhausted one deactivates its advertiser and tells operators.
-//! - `{"task": "clean_up"}`, every 10 minutes: months in flight for more than 30 minutes are
-//!   failed as stale (a retry counted) and their advertisers advanced.
+//! - `{"task": "clean_up"}`, every 10 minutes: months RUNNING for more than 30 minutes are
+//!   failed as stale (a retry counted), months QUEUED for more than 4 hours (their message
+//!   lost) are PENDING again, and their advertisers are advanced.
 //!
 //! Work goes out as jobs-queue messages to cdp-worker; the database is guarded by the worker's
 //! SQS `MaximumConcurrency`, not by this function. Each run is recorded in `job_runs` with
@@ -117,8 +118,9 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
         }
         Task::CleanUp => {
             let run = JobRun::begin(CLEAN_UP_JOB, kst_date(Utc::now()));
-            let stale = deps.backfill.clean_up_stale().await?;
-            let counts = [("stale", i64::try_from(stale).unwrap_or(i64::MAX))];
+            let cleaned = deps.backfill.clean_up().await?;
+            let counts = [("stale", cleaned.stale), ("lost", cleaned.lost)]
+                .map(|(name, n)| (name, i64::try_from(n).unwrap_or(i64::MAX)));
             run.record(&deps.reporter, &counts, json!({})).await
         }
     }

@@ -57,6 +57,15 @@ pub struct Advanced {
     pub lost_races: usize,
 }
 
+/// What a clean-up did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct CleanedUp {
+    /// RUNNING months failed as stale.
+    pub stale: usize,
+    /// QUEUED months whose message was lost, PENDING again.
+    pub lost: usize,
+}
+
 /// A month that failed under `token`, to be recorded with its retry.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -94,10 +103,6 @@ impl Backfill {
             queue_url: queue_url.to_owned(),
             outbox,
         }
-    }
-
-    pub fn db(&self) -> &PgPool {
-        &self.db
     }
 
     /// Advances every active advertiser (`only: None`, the orchestrator's tick) or those named:
@@ -235,13 +240,16 @@ impl Backfill {
 
         if !starts.is_empty() {
             let first = backfill_months.first().copied().unwrap_or(current);
-            summary.started =
-                sqlx::query_file!("sql/backfill/start.sql", &starts, first, &backfill_months,)
-                    .execute(&self.db)
-                    .await
-                    .map_err(classify)?
-                    .rows_affected() as usize
-                    / backfill_months.len().max(1);
+            let started = sqlx::query_file_scalar!(
+                "sql/backfill/start.sql",
+                &starts,
+                first,
+                &backfill_months,
+            )
+            .fetch_one(&self.db)
+            .await
+            .map_err(classify)?;
+            summary.started = usize::try_from(started).unwrap_or(0);
         }
         if !new_current.is_empty() {
             let months = vec![current; new_current.len()];
@@ -454,13 +462,14 @@ impl Backfill {
         record_failures(&mut conn, failures).await
     }
 
-    /// Fails every month in flight for longer than [`backfill::STALE_AFTER`] (its worker
-    /// died, or its message was lost), counted as a retry, then advances their advertisers so
-    /// the retries are queued at their time. Returns how many were stale.
-    pub async fn clean_up_stale(&self) -> Result<usize, WorkerError> {
-        let cutoff = Utc::now() - backfill::STALE_AFTER;
+    /// The clean-up: every month RUNNING for longer than [`backfill::STALE_AFTER`] (its worker
+    /// died) is failed, counted as a retry; every month QUEUED for longer than
+    /// [`backfill::LOST_AFTER`] (its message was lost) is PENDING again. Their advertisers are
+    /// then advanced, so the retries go out at their time under new tokens.
+    pub async fn clean_up(&self) -> Result<CleanedUp, WorkerError> {
+        let now = Utc::now();
         let mut tx = self.db.begin().await.map_err(classify)?;
-        let stale = sqlx::query_file!("sql/backfill/stale.sql", cutoff)
+        let stale = sqlx::query_file!("sql/backfill/stale.sql", backfill::stale_before(now))
             .fetch_all(&mut *tx)
             .await
             .map_err(classify)?;
@@ -472,24 +481,38 @@ impl Backfill {
                 token: row.claim_token,
                 retry_count: row.retry_count,
                 error: format!(
-                    "stale: {} for more than {} minutes",
-                    row.state.to_lowercase(),
+                    "stale: running for more than {} minutes",
                     backfill::STALE_AFTER.num_minutes()
                 ),
             })
             .collect();
         // The rows stay locked until the failures are recorded: a worker finishing one of them
         // meanwhile waits, then finds it FAILED and leaves it.
-        let recorded = record_failures(&mut tx, &failures).await?;
+        let failed = record_failures(&mut tx, &failures).await?;
+        let lost = sqlx::query_file_scalar!("sql/backfill/lost.sql", backfill::lost_before(now))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
-        if recorded > 0 {
-            warn!(stale = recorded, "stale months failed");
-            let mut advertisers: Vec<i64> = failures.iter().map(|f| f.advertiser_id).collect();
-            advertisers.sort_unstable();
-            advertisers.dedup();
+        let mut advertisers: Vec<i64> = failures
+            .iter()
+            .map(|f| f.advertiser_id)
+            .chain(lost.iter().copied())
+            .collect();
+        advertisers.sort_unstable();
+        advertisers.dedup();
+        if !advertisers.is_empty() {
+            warn!(
+                stale = failed,
+                lost = lost.len(),
+                "stale and lost months cleaned up"
+            );
             self.advance(Some(&advertisers), false).await?;
         }
-        Ok(recorded)
+        Ok(CleanedUp {
+            stale: failed,
+            lost: lost.len(),
+        })
     }
 
     // ---------------------------------------------------------------- manual controls

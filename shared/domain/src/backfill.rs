@@ -10,8 +10,9 @@
 //!   the month's last run started (or an operator asks).
 //! - A FAILED month is queued again after 1, 2, then 4 minutes; a month that failed
 //!   [`MAX_RETRIES`] times is exhausted: the advertiser is deactivated and the operators told.
-//! - A month QUEUED or RUNNING for longer than [`STALE_AFTER`] is stale (its worker died, or
-//!   its message was lost): FAILED, counted as a retry.
+//! - A month RUNNING for longer than [`STALE_AFTER`] is stale (its worker died): FAILED,
+//!   counted as a retry. A month QUEUED for longer than [`LOST_AFTER`] lost its message: it is
+//!   PENDING again, not counted (a long queue is not the month's fault).
 
 use chrono::{DateTime, Months, NaiveDate, TimeDelta, Utc};
 
@@ -29,6 +30,9 @@ pub const BACKFILL_MONTHS: u32 = 24;
 pub const MAX_RETRIES: u32 = 3;
 /// How long a month may run before the cleanup calls it stale.
 pub const STALE_AFTER: TimeDelta = TimeDelta::minutes(30);
+/// How long a month may wait QUEUED before its message counts as lost: longer than SQS takes to
+/// give up on a message (3 receives, an hour's visibility each, then the DLQ).
+pub const LOST_AFTER: TimeDelta = TimeDelta::hours(4);
 /// The longest error text kept with a month.
 pub const MAX_ERROR_CHARS: usize = 500;
 
@@ -129,9 +133,14 @@ pub fn bounded_error(error: &str) -> String {
     error.chars().take(MAX_ERROR_CHARS).collect()
 }
 
-/// Whether a month in flight since `started_at` (queued or started) is stale at `now`.
-pub fn is_stale(started_at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
-    now - started_at > STALE_AFTER
+/// Months RUNNING since before this are stale at `now`.
+pub fn stale_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - STALE_AFTER
+}
+
+/// Months QUEUED since before this lost their message at `now`.
+pub fn lost_before(now: DateTime<Utc>) -> DateTime<Utc> {
+    now - LOST_AFTER
 }
 
 /// A month that failed: FAILED with its retry counted and its next attempt, or exhausted
@@ -540,8 +549,8 @@ mod tests {
 
     #[test]
     fn running_longer_than_30_minutes_is_stale_and_errors_are_bounded() {
-        assert!(!is_stale(at(0), at(30)));
-        assert!(is_stale(at(0), at(31)));
+        assert_eq!(stale_before(at(31)), at(1));
+        assert_eq!(lost_before(at(0)), at(-240));
         assert_eq!(
             bounded_error(&"가".repeat(600)).chars().count(),
             MAX_ERROR_CHARS
