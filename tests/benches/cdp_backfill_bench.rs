@@ -2,13 +2,13 @@
 //!
 //! - `cdp-orchestrator-tick-*`: one tick over 10,000 advertisers. First sight of 10,000 NEW
 //!   ones: 240,000 months created and 10,000 queued. Then a tick where every one has its month
-//!   in flight. Then 10,000 EXISTING ones with nothing changed, the steady state. The target is
-//!   ≤ 2 s.
+//!   in flight. Then 10,000 EXISTING ones, each with a month of daily rows, nothing changed:
+//!   the steady state. The target is ≤ 2 s.
 //! - `cdp-worker-audience-*`: one month of 1,000,000 audience rows (a million devices), read,
 //!   pseudonymised, written as Parquet and put in S3. Rows/s (target ≥ 100,000) and the
 //!   process's peak RSS while the month runs (target ≤ 128 MB).
 //! - `cdp-backfill-1000-advertisers`: 1,000 NEW advertisers × 24 months, plus their current
-//!   month, through the SQS event source (`local_triggers::sqs`, the template's batch of 4 and
+//!   month, through the SQS event source (`local_triggers::sqs`, the template's batch of 2 and
 //!   5 pollers) to the worker's real handler in this process. Wall time, beside what the seed's
 //!   pool would need: one month per advertiser per 5-minute tick, so at least 24 ticks.
 //!
@@ -79,7 +79,24 @@ async fn tick_bench(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
         waiting,
         &target,
     ));
-    // The steady state: every advertiser EXISTING, its current month done and unchanged.
+    // The steady state: every advertiser EXISTING with a campaign's daily rows for its current
+    // month, the month done and unchanged since.
+    let today = kst_date(Utc::now());
+    sqlx::query(
+        "INSERT INTO campaign_daily_stats
+             (campaign_id, stat_date, advertiser_id, impressions, clicks, conversions, cost_micros, hours, rolled_up_at)
+         SELECT a * 10, d::date, a, 1000, 50, 5, 10000000, 24, now() - INTERVAL '1 hour'
+           FROM generate_series(1, $1) AS a,
+                generate_series($2::date, $3::date, INTERVAL '1 day') AS d",
+    )
+    .bind(TICK_ADVERTISERS)
+    .bind(current_month(today))
+    .bind(sub_days(today, 1))
+    .execute(&cdp.db.pool)
+    .await?;
+    sqlx::query("ANALYZE campaign_daily_stats")
+        .execute(&cdp.db.pool)
+        .await?;
     for statement in [
         "UPDATE advertisers SET advertiser_type = 'EXISTING', backfill_completed = true",
         "DELETE FROM cdp_months",
@@ -90,7 +107,7 @@ async fn tick_bench(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
         "INSERT INTO cdp_months (advertiser_id, month, state, claim_token, started_at, completed_at)
          SELECT advertiser_id, $1, 'COMPLETED', gen_random_uuid(), now(), now() FROM advertisers",
     )
-    .bind(current_month(kst_date(Utc::now())))
+    .bind(current_month(today))
     .execute(&cdp.db.pool)
     .await?;
     let (steady, summary) = timed_tick(&cdp).await?;
@@ -189,7 +206,7 @@ async fn backfill_bench(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
         function: "cdp-worker".to_owned(),
         event: "Jobs".to_owned(),
         queue_url: cdp.aws.queue_url("cdp-jobs").to_owned(),
-        batch_size: 4,
+        batch_size: 2,
         window: Duration::ZERO,
         report_item_failures: true,
         max_concurrency: 5,

@@ -174,7 +174,7 @@ fn the_template_declares_every_trigger() -> anyhow::Result<()> {
     assert_eq!(
         queues,
         [
-            ("cdp-worker", 4, true, 5),
+            ("cdp-worker", 2, true, 5),
             ("webtoon-sync", 10, true, 10),
             ("webtoon-sync", 10, true, 10)
         ]

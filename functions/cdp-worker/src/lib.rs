@@ -222,14 +222,22 @@ pub async fn export_month(
         write_audience(job, deps, (first, end), &mut budget).await?
     } else {
         // A month written while its events were kept and run again after they went: the old
-        // file must not stand beside a summary that says `not_retained`.
-        deps.s3
-            .delete_object()
-            .bucket(&deps.bucket)
-            .key(&audience_key)
-            .send()
-            .await
-            .map_err(|err| s3_error(err, "delete an audience file no longer retained"))?;
+        // file must not stand beside a summary that says `not_retained`. (Only then: on the
+        // versioned bucket every delete leaves a marker.)
+        let written =
+            sqlx::query_file_scalar!("sql/audience_written.sql", job.advertiser_id, job.month)
+                .fetch_one(&deps.db)
+                .await
+                .map_err(db::classify)?;
+        if written {
+            deps.s3
+                .delete_object()
+                .bucket(&deps.bucket)
+                .key(&audience_key)
+                .send()
+                .await
+                .map_err(|err| s3_error(err, "delete an audience file no longer retained"))?;
+        }
         Export {
             dataset: Dataset::Audience,
             key: None,

@@ -26,6 +26,7 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::db::classify;
+use crate::emf::{Metrics, Unit};
 use crate::outbox::Outbox;
 
 /// The outbox producer of the backfill's notifications (either function may flush them).
@@ -33,6 +34,8 @@ pub const PRODUCER: &str = "cdp-backfill";
 /// How far ahead a tick queues a failed month's next attempt, with an SQS delay until it is
 /// due: one tick period, so a retry happens at its time, not at the tick after it.
 pub const LOOKAHEAD: TimeDelta = TimeDelta::minutes(5);
+/// The `Job` dimension of the metrics every advance emits (`Queued`, `Deactivated`).
+pub const METRICS_JOB: &str = "cdp-backfill";
 /// SQS takes at most ten messages per `SendMessageBatch`.
 const SQS_BATCH: usize = 10;
 /// `SendMessageBatch` calls in flight at once.
@@ -122,8 +125,16 @@ impl Backfill {
             summary.queued += existing.queued;
             summary.waiting += existing.waiting;
             summary.idle += existing.idle;
+            summary.deactivated += existing.deactivated;
             summary.lost_races += existing.lost_races;
         }
+        // Most months are queued, and most deactivations happen, in the worker right after a
+        // month: every advance counts, whichever function runs it.
+        let mut metrics =
+            Metrics::for_function(crate::telemetry::function_name()).dimension("Job", METRICS_JOB);
+        metrics.put("Queued", summary.queued as f64, Unit::Count);
+        metrics.put("Deactivated", summary.deactivated as f64, Unit::Count);
+        metrics.emit();
         Ok(summary)
     }
 
@@ -209,7 +220,20 @@ impl Backfill {
         .map_err(classify)?;
         for row in existing {
             let state = row.state.as_deref().and_then(State::parse);
+            let frontier = match (
+                row.frontier_month,
+                row.frontier_state.as_deref().and_then(State::parse),
+            ) {
+                (Some(month), Some(state)) => Some(Month {
+                    month,
+                    state,
+                    retry_count: u32::try_from(row.frontier_retry_count.unwrap_or(0)).unwrap_or(0),
+                    next_attempt_at: row.frontier_next_attempt_at,
+                }),
+                _ => None,
+            };
             let read = Existing {
+                frontier: frontier.clone(),
                 current: state.map(|state| Month {
                     month: current,
                     state,
@@ -221,17 +245,23 @@ impl Backfill {
                 requested,
             };
             match backfill::plan_existing(&read, today, due_by) {
-                Plan::Queue(month) => {
-                    if state.is_none() {
-                        new_current.push(row.advertiser_id);
-                    }
-                    candidates.push(Candidate {
+                Plan::Queue(month) => match (&frontier, state) {
+                    (Some(f), _) if f.month == month => candidates.push(Candidate {
                         advertiser_id: row.advertiser_id,
                         month,
-                        state: state.unwrap_or(State::Pending),
+                        state: f.state,
+                        token: row.frontier_claim_token,
+                    }),
+                    // The current month does not exist yet: it is created below, with any
+                    // months missing before it, and the oldest of them queued.
+                    (_, None) => new_current.push(row.advertiser_id),
+                    (_, Some(state)) => candidates.push(Candidate {
+                        advertiser_id: row.advertiser_id,
+                        month,
+                        state,
                         token: row.claim_token,
-                    });
-                }
+                    }),
+                },
                 Plan::Wait => summary.waiting += 1,
                 Plan::Deactivate(month) => deactivations.push((row.advertiser_id, month)),
                 Plan::Idle | Plan::Start(_) | Plan::Complete => summary.idle += 1,
@@ -252,11 +282,22 @@ impl Backfill {
             summary.started = usize::try_from(started).unwrap_or(0);
         }
         if !new_current.is_empty() {
-            let months = vec![current; new_current.len()];
-            sqlx::query_file!("sql/backfill/ensure_months.sql", &new_current, &months)
-                .execute(&self.db)
-                .await
-                .map_err(classify)?;
+            let created =
+                sqlx::query_file!("sql/backfill/ensure_months.sql", &new_current, current)
+                    .fetch_all(&self.db)
+                    .await
+                    .map_err(classify)?;
+            let mut oldest: HashMap<i64, NaiveDate> = HashMap::new();
+            for row in created {
+                let month = oldest.entry(row.advertiser_id).or_insert(row.month);
+                *month = (*month).min(row.month);
+            }
+            candidates.extend(oldest.into_iter().map(|(advertiser_id, month)| Candidate {
+                advertiser_id,
+                month,
+                state: State::Pending,
+                token: None,
+            }));
         }
         let mut completed = Vec::new();
         if !completes.is_empty() {
@@ -541,7 +582,9 @@ impl Backfill {
         self.advance(Some(&[advertiser_id]), true).await
     }
 
-    /// Gives a FAILED month its retries back and queues it. Returns whether it was FAILED.
+    /// Gives a FAILED month of an active advertiser its retries back and queues it. Returns
+    /// whether it did: not for a month in another state, nor for an inactive advertiser
+    /// (activate it: that revives its exhausted months).
     pub async fn retry_month(
         &self,
         advertiser_id: i64,

@@ -169,9 +169,14 @@ pub fn plan_new(backfill: &Backfill, today: NaiveDate, due_by: DateTime<Utc>) ->
     if !backfill.started {
         return Plan::Start(backfill_months(today));
     }
-    let Some(month) = &backfill.frontier else {
-        return Plan::Complete;
-    };
+    match &backfill.frontier {
+        Some(month) => plan_frontier(month, due_by),
+        None => Plan::Complete,
+    }
+}
+
+/// The month in flight, or the oldest one not COMPLETED: months go in order, one at a time.
+fn plan_frontier(month: &Month, due_by: DateTime<Utc>) -> Plan {
     match month.state {
         State::Queued | State::Running => Plan::Wait,
         State::Pending => Plan::Queue(month.month),
@@ -192,9 +197,12 @@ fn plan_failed(month: &Month, due_by: DateTime<Utc>) -> Plan {
     }
 }
 
-/// Where an EXISTING advertiser's current month stands, as the orchestrator reads it.
+/// Where an EXISTING advertiser's months stand, as the orchestrator reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Existing {
+    /// A month in flight, else the oldest month before the current one not COMPLETED (one
+    /// that failed, or that went by while its advertiser was inactive or still backfilling).
+    pub frontier: Option<Month>,
     /// The [`current_month`]'s state; none before its first run.
     pub current: Option<Month>,
     /// When the month's last completed run started.
@@ -205,10 +213,13 @@ pub struct Existing {
     pub requested: bool,
 }
 
-/// What to do for an EXISTING advertiser: queue its current month when it never ran, when its
-/// data changed after its last run started, or when an operator asks; a FAILED month as for
-/// [`plan_new`].
+/// What to do for an EXISTING advertiser: an unfinished earlier month first, in order, as for
+/// [`plan_new`]; then its current month, when it never ran, when its data changed after its
+/// last run started, or when an operator asks.
 pub fn plan_existing(existing: &Existing, today: NaiveDate, due_by: DateTime<Utc>) -> Plan {
+    if let Some(frontier) = &existing.frontier {
+        return plan_frontier(frontier, due_by);
+    }
     let month = current_month(today);
     let Some(current) = &existing.current else {
         return Plan::Queue(month);
@@ -514,12 +525,14 @@ mod tests {
         let today = date(2026, 11, 23);
         let november = date(2026, 11, 1);
         let existing = |state, ran_from, changed, requested| Existing {
+            frontier: None,
             current: Some(month(november, state, 0, None)),
             ran_from,
             data_changed_at: changed,
             requested,
         };
         let never = Existing {
+            frontier: None,
             current: None,
             ran_from: None,
             data_changed_at: None,
@@ -532,8 +545,29 @@ mod tests {
         assert_eq!(plan_existing(&asked, today, at(1)), Plan::Queue(november));
         let changed = existing(State::Completed, Some(at(0)), Some(at(3)), false);
         assert_eq!(plan_existing(&changed, today, at(5)), Plan::Queue(november));
-        let running = existing(State::Running, None, Some(at(3)), true);
+        let running = Existing {
+            frontier: Some(month(november, State::Running, 0, None)),
+            ..existing(State::Running, None, Some(at(3)), true)
+        };
         assert_eq!(plan_existing(&running, today, at(5)), Plan::Wait);
+        // October failed, or went by unprocessed: it goes first, with its backoff.
+        let october = date(2026, 10, 1);
+        let behind = |state, retries, next| Existing {
+            frontier: Some(month(october, state, retries, next)),
+            ..unchanged.clone()
+        };
+        assert_eq!(
+            plan_existing(&behind(State::Pending, 0, None), today, at(1)),
+            Plan::Queue(october)
+        );
+        assert_eq!(
+            plan_existing(&behind(State::Failed, 1, Some(at(9))), today, at(1)),
+            Plan::Idle
+        );
+        assert_eq!(
+            plan_existing(&behind(State::Failed, 4, None), today, at(1)),
+            Plan::Deactivate(october)
+        );
         // On the 1st the current month is still the last one, until its last day is in.
         assert_eq!(current_month(date(2026, 12, 1)), november);
         assert_eq!(current_month(date(2026, 12, 2)), date(2026, 12, 1));
