@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::backfill::DailyCounts;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, DoubleType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
 use parquet::schema::parser::parse_message_type;
@@ -89,26 +89,18 @@ impl Chunk for PerformanceChunk {
     }
 
     fn write(&self, group: &mut SerializedRowGroupWriter<'_, Sink>) -> anyhow::Result<()> {
-        int64(group, &self.campaign_id)?;
-        let mut column = next(group)?;
-        column
-            .typed::<Int32Type>()
-            .write_batch(&self.stat_date, None, None)?;
-        column.close()?;
+        column::<Int64Type>(group, &self.campaign_id, None)?;
+        column::<Int32Type>(group, &self.stat_date, None)?;
         for values in [
             &self.impressions,
             &self.clicks,
             &self.conversions,
             &self.spend_micros,
         ] {
-            int64(group, values)?;
+            column::<Int64Type>(group, values, None)?;
         }
         for values in [&self.ctr, &self.cvr, &self.cpa_micros] {
-            let mut column = next(group)?;
-            column
-                .typed::<DoubleType>()
-                .write_batch(&values.values, Some(&values.levels), None)?;
-            column.close()?;
+            column::<DoubleType>(group, &values.values, Some(&values.levels))?;
         }
         Ok(())
     }
@@ -152,11 +144,7 @@ impl Chunk for AudienceChunk {
     }
 
     fn write(&self, group: &mut SerializedRowGroupWriter<'_, Sink>) -> anyhow::Result<()> {
-        let mut column = next(group)?;
-        column
-            .typed::<ByteArrayType>()
-            .write_batch(&self.device_key, None, None)?;
-        column.close()?;
+        column::<ByteArrayType>(group, &self.device_key, None)?;
         for values in [
             &self.impressions,
             &self.clicks,
@@ -165,7 +153,7 @@ impl Chunk for AudienceChunk {
             &self.first_seen,
             &self.last_seen,
         ] {
-            int64(group, values)?;
+            column::<Int64Type>(group, values, None)?;
         }
         Ok(())
     }
@@ -185,19 +173,17 @@ impl Optional {
     }
 }
 
-fn next<'a, 'b>(
-    group: &'a mut SerializedRowGroupWriter<'b, Sink>,
-) -> anyhow::Result<parquet::file::writer::SerializedColumnWriter<'a>> {
-    group
+/// Writes the group's next column: `values`, and a definition level per row for an optional
+/// column.
+fn column<T: DataType>(
+    group: &mut SerializedRowGroupWriter<'_, Sink>,
+    values: &[T::T],
+    levels: Option<&[i16]>,
+) -> anyhow::Result<()> {
+    let mut column = group
         .next_column()?
-        .context("the chunk has more columns than its schema")
-}
-
-fn int64(group: &mut SerializedRowGroupWriter<'_, Sink>, values: &[i64]) -> anyhow::Result<()> {
-    let mut column = next(group)?;
-    column
-        .typed::<Int64Type>()
-        .write_batch(values, None, None)?;
+        .context("the chunk has more columns than its schema")?;
+    column.typed::<T>().write_batch(values, levels, None)?;
     column.close()?;
     Ok(())
 }

@@ -283,10 +283,7 @@ async fn write_performance(
         pass_rest(&sender, chunk).await
     };
     let read: Result<(), WorkerError> = read.await;
-    drop(sender);
-    let written = finish(writer).await;
-    read?;
-    upload(deps, job, Dataset::Performance, &written?).await
+    finish_and_upload(read, sender, writer, deps, job, Dataset::Performance).await
 }
 
 async fn write_audience(
@@ -327,10 +324,7 @@ async fn write_audience(
         pass_rest(&sender, chunk).await
     };
     let read: Result<(), WorkerError> = read.await;
-    drop(sender);
-    let written = finish(writer).await;
-    read?;
-    upload(deps, job, Dataset::Audience, &written?).await
+    finish_and_upload(read, sender, writer, deps, job, Dataset::Audience).await
 }
 
 /// Counts one record against the month's limit.
@@ -360,13 +354,23 @@ async fn pass_rest<C: Chunk>(sender: &mpsc::Sender<C>, chunk: C) -> Result<(), W
         .map_err(|_| WorkerError::retryable(anyhow::anyhow!("the Parquet writer stopped")))
 }
 
-async fn finish(
+/// Ends a file: the writer finishes once the sender is gone; then the read's outcome decides
+/// whether it is uploaded.
+async fn finish_and_upload<C: Chunk>(
+    read: Result<(), WorkerError>,
+    sender: mpsc::Sender<C>,
     writer: tokio::task::JoinHandle<anyhow::Result<Written>>,
-) -> Result<Written, WorkerError> {
-    writer
+    deps: &Deps,
+    job: &Job,
+    dataset: Dataset,
+) -> Result<Export, WorkerError> {
+    drop(sender);
+    let written = writer
         .await
         .map_err(|err| WorkerError::retryable(anyhow::Error::new(err).context("Parquet writer")))?
-        .map_err(|err| WorkerError::retryable(err.context("write Parquet")))
+        .map_err(|err| WorkerError::retryable(err.context("write Parquet")));
+    read?;
+    upload(deps, job, dataset, &written?).await
 }
 
 fn temp_path(job: &Job, dataset: Dataset) -> std::path::PathBuf {
