@@ -22,6 +22,7 @@ use adapters::{aws, config};
 use chrono::{DateTime, Utc};
 use domain::WorkerError;
 use domain::calendar::kst_date;
+use domain::schedule::parse_input;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -80,19 +81,11 @@ struct Input {
 }
 
 fn parse(payload: Value) -> Result<Input, WorkerError> {
-    if payload.is_null() {
-        return Ok(Input::default());
-    }
-    if !payload.is_object() {
-        return Err(WorkerError::malformed(
-            "input must be a JSON object or null",
-        ));
-    }
-    serde_json::from_value(payload).map_err(|err| {
-        WorkerError::malformed(format_args!(
-            "input: {err} (expected {{\"task\": \"tick\" | \"clean_up\", \"scheduled_time\": \"RFC 3339\"}})"
-        ))
-    })
+    parse_input(
+        payload,
+        "input",
+        r#"{"task": "tick" | "clean_up", "scheduled_time": "RFC 3339"}"#,
+    )
 }
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {

@@ -166,12 +166,7 @@ impl Backfill {
         for row in new {
             let frontier = match (row.month, row.state.as_deref().and_then(State::parse)) {
                 (Some(month), Some(state)) => Some((
-                    Month {
-                        month,
-                        state,
-                        retry_count: u32::try_from(row.retry_count.unwrap_or(0)).unwrap_or(0),
-                        next_attempt_at: row.next_attempt_at,
-                    },
+                    month_read(month, state, row.retry_count, row.next_attempt_at),
                     row.claim_token,
                 )),
                 _ => None,
@@ -224,22 +219,18 @@ impl Backfill {
                 row.frontier_month,
                 row.frontier_state.as_deref().and_then(State::parse),
             ) {
-                (Some(month), Some(state)) => Some(Month {
+                (Some(month), Some(state)) => Some(month_read(
                     month,
                     state,
-                    retry_count: u32::try_from(row.frontier_retry_count.unwrap_or(0)).unwrap_or(0),
-                    next_attempt_at: row.frontier_next_attempt_at,
-                }),
+                    row.frontier_retry_count,
+                    row.frontier_next_attempt_at,
+                )),
                 _ => None,
             };
             let read = Existing {
                 frontier: frontier.clone(),
-                current: state.map(|state| Month {
-                    month: current,
-                    state,
-                    retry_count: u32::try_from(row.retry_count.unwrap_or(0)).unwrap_or(0),
-                    next_attempt_at: row.next_attempt_at,
-                }),
+                current: state
+                    .map(|state| month_read(current, state, row.retry_count, row.next_attempt_at)),
                 ran_from: row.started_at,
                 data_changed_at: row.data_changed_at,
                 requested,
@@ -626,6 +617,21 @@ impl Backfill {
             self.advance(Some(&[advertiser_id]), false).await?;
         }
         Ok(found)
+    }
+}
+
+/// A month as the rules read it, from its row.
+fn month_read(
+    month: NaiveDate,
+    state: State,
+    retry_count: Option<i32>,
+    next_attempt_at: Option<DateTime<Utc>>,
+) -> Month {
+    Month {
+        month,
+        state,
+        retry_count: u32::try_from(retry_count.unwrap_or(0)).unwrap_or(0),
+        next_attempt_at,
     }
 }
 

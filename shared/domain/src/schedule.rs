@@ -8,9 +8,30 @@
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::WorkerError;
 use crate::calendar::kst_date;
+
+/// Reads a scheduled function's input (`what` names it in errors; `expected` shows its form).
+/// `null` (a console test event) is the default input; anything but a JSON object is refused:
+/// serde would read a struct from an array by position, so `[]` would run the default.
+pub fn parse_input<T: DeserializeOwned + Default>(
+    payload: serde_json::Value,
+    what: &str,
+    expected: &str,
+) -> Result<T, WorkerError> {
+    if payload.is_null() {
+        return Ok(T::default());
+    }
+    if !payload.is_object() {
+        return Err(WorkerError::malformed(format_args!(
+            "{what} must be a JSON object or null"
+        )));
+    }
+    serde_json::from_value(payload)
+        .map_err(|err| WorkerError::malformed(format_args!("{what}: {err} (expected {expected})")))
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,20 +51,11 @@ impl JobInput {
     /// Parses the invocation payload. `null` or `{}` (a console test event) means "yesterday".
     /// An unknown field is refused: a mistyped `"data"` must not silently run yesterday.
     pub fn parse(payload: serde_json::Value) -> Result<Self, WorkerError> {
-        if payload.is_null() {
-            return Ok(Self::default());
-        }
-        // serde would read the struct from an array by position: `[]` would run yesterday.
-        if !payload.is_object() {
-            return Err(WorkerError::malformed(
-                "job input must be a JSON object or null",
-            ));
-        }
-        serde_json::from_value(payload).map_err(|err| {
-            WorkerError::malformed(format_args!(
-                "job input: {err} (expected {{\"date\": \"YYYY-MM-DD\"}}, {{\"scheduled_time\": \"RFC 3339\"}} and/or {{\"dry_run\": true}})"
-            ))
-        })
+        parse_input(
+            payload,
+            "job input",
+            r#"{"date": "YYYY-MM-DD"}, {"scheduled_time": "RFC 3339"} and/or {"dry_run": true}"#,
+        )
     }
 
     /// The day the job works on: the given date, or the day before the scheduled time's (or,
