@@ -164,6 +164,20 @@ post_alert() {
   printf ' %s\n' "$(cat "$LOGS/post.out")"
 }
 sample_alert() { python3 -c 'import json; print(json.load(open("events/alert-intake.json"))["body"])'; }
+# The admin API through the local HTTP API: METHOD PATH as a token with SCOPE (default ops:read;
+# none: no token), with BODY and Idempotency-Key KEY if given. Prints the status, a space, the
+# body; the headers are in $LOGS/admin.headers.
+admin() {
+  local method=$1 path=$2 scope=${3:-ops:read} body=${4:-} key=${5:-} args=()
+  [ "$scope" != none ] && args+=(-H "Authorization: Bearer $(devtools token "ops-${scope#*:}" --scope "$scope")")
+  [ -n "$body" ] && args+=(-H 'Content-Type: application/json' --data "$body")
+  [ -n "$key" ] && args+=(-H "Idempotency-Key: $key")
+  curl -s -D "$LOGS/admin.headers" -o "$LOGS/admin.out" -w '%{http_code}' -X "$method" \
+    "http://127.0.0.1:$HTTP_PORT/v1/admin$path" "${args[@]}"
+  printf ' %s\n' "$(cat "$LOGS/admin.out")"
+}
+# The body of an `admin` answer, pretty.
+answer() { cut -d' ' -f2- | python3 -m json.tool; }
 failures() { python3 -c 'import json,sys; print(" ".join(sorted(f["itemIdentifier"] for f in json.load(sys.stdin)["batchItemFailures"])))'; }
 outcomes() { python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["outcome"] for l in sys.stdin if l.strip())))'; }
 
@@ -239,10 +253,26 @@ if [ "$MODE" = demo ]; then
   devtools cdp-rows "$cdp_bucket" "cdp/advertiser_id=502/month=$month/performance.parquet" --limit 3
   printf '$ devtools cdp-rows %s cdp/advertiser_id=502/month=%s/audience.parquet --limit 3\n' "$cdp_bucket" "$month"
   devtools cdp-rows "$cdp_bucket" "cdp/advertiser_id=502/month=$month/audience.parquet" --limit 3
+  printf '\n== admin API: GET/POST /v1/admin/... through the local HTTP API (the template'"'"'s routes and JWT authorizer; docs/openapi.json)\n'
+  start_http_api
+  printf '$ curl http://127.0.0.1:%s/v1/admin/health   (no token: the only open route)\n' "$HTTP_PORT"
+  admin GET /health none | answer
+  printf '$ curl .../v1/admin/backfill/status -H "Authorization: Bearer $(devtools token ops-read --scope ops:read)"\n'
+  admin GET /backfill/status | answer
+  printf '$ curl .../v1/admin/backfill/advertisers/501/progress   (ops:read)\n'
+  admin GET /backfill/advertisers/501/progress | answer
+  printf '$ curl -X POST .../v1/admin/backfill/advertisers/502/trigger   (ops:read: refused)\n'
+  admin POST /backfill/advertisers/502/trigger ops:read '' "demo-trigger-$(date +%s)" | answer
+  key="demo-trigger-$(date +%s)"
+  printf '$ curl -X POST .../v1/admin/backfill/advertisers/502/trigger -H "Idempotency-Key: %s"   (ops:admin)\n' "$key"
+  admin POST /backfill/advertisers/502/trigger ops:admin '' "$key" | answer
+  printf '$ the same again (a client retry): the first answer, Idempotent-Replayed: %s\n' \
+    "$(admin POST /backfill/advertisers/502/trigger ops:admin '' "$key" >/dev/null; grep -i '^idempotent-replayed' "$LOGS/admin.headers" | cut -d' ' -f2 | tr -d '\r')"
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
+    -c "SELECT id, subject, action, target, status, idempotency_key FROM admin_audit ORDER BY id DESC LIMIT 3"
   printf '\n== alerts: POST /v1/alerts through the local HTTP API (its JWT authorizer from the template) -> alert-fanout -> user-alert-delivery -> push and web\n'
   seed_alert_users
   start_websocket
-  start_http_api
   printf '$ curl -X POST http://127.0.0.1:%s/v1/alerts   (no token)\n' "$HTTP_PORT"
   post_alert "$(sample_alert)"
   printf '$ curl ... -H "Authorization: Bearer $(devtools token ops-console --audience someone-else)"\n'
@@ -404,4 +434,29 @@ out=$(job cdp-orchestrator cdp-orchestrator-tick.json)
 out=$(job cdp-orchestrator cdp-orchestrator-clean-up.json)
 [ "$(field stale <<<"$out")" = 0 ] || fail "cdp clean-up: $out"
 [ "$(job cdp-worker cdp-worker.json | failures)" = "5d1b7c3e-0c7a-4d2e-8f6b-000000000002" ] || fail "cdp-worker: the malformed job not reported"
-echo "e2e: 12 passed, 0 failed"
+# ---- admin API: through the local HTTP API (the template's routes and authorizer), then fuzzed
+# from its own OpenAPI document by schemathesis: no 5xx, every answer as documented
+[ "$(admin GET /health none | cut -d' ' -f1)" = 200 ] || fail "admin health: $(cat "$LOGS/admin.out")"
+[ "$(admin GET /backfill/status none | cut -d' ' -f1)" = 401 ] || fail "admin API: a request without a token was let through"
+[ "$(admin GET /backfill/status alerts:write | cut -d' ' -f1)" = 403 ] || fail "admin API: a token without ops scopes was let through"
+out=$(admin GET /backfill/advertisers/501/progress)
+[ "$(cut -d' ' -f2- <<<"$out" | field months_done)" = 24 ] || fail "admin progress: $out"
+[ "$(admin POST /backfill/advertisers/502/trigger ops:read '' e2e-t1 | cut -d' ' -f1)" = 403 ] || fail "admin API: a reader triggered"
+[ "$(admin POST /backfill/advertisers/502/trigger ops:admin '' e2e-t1 | cut -d' ' -f1)" = 202 ] || fail "admin trigger: $(cat "$LOGS/admin.out")"
+[ "$(admin POST /backfill/advertisers/502/trigger ops:admin '' e2e-t1 | cut -d' ' -f1)" = 202 ] && grep -qi '^idempotent-replayed: true' "$LOGS/admin.headers" \
+  || fail "admin trigger: the repeat was not the first answer replayed"
+[ "$(sql "SELECT count(*) FROM admin_audit WHERE action = 'backfill.trigger' AND status = 202")" = 1 ] || fail "admin trigger: audit rows"
+out=$(admin POST /jobs/daily-rollup/executions ops:admin '{"date": "2026-11-20"}' e2e-x1)
+[ "$(cut -d' ' -f1 <<<"$out")" = 202 ] || fail "admin execute: $out"
+execution=$(cut -d' ' -f2- <<<"$out" | field execution_id)
+for _ in $(seq 1 60); do
+  state=$(admin GET "/jobs/executions/$execution" | cut -d' ' -f2- | field state)
+  [ "$state" != requested ] && break; sleep 0.5
+done
+[ "$state" = succeeded ] || fail "admin execute: the daily rollup's run is $state"
+fuzz_token=$(devtools token ops-fuzz --scope ops:admin)
+st run docs/openapi.json --url "http://127.0.0.1:$HTTP_PORT/v1" -H "Authorization: Bearer $fuzz_token" \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
+  --max-examples 15 --no-color >"$LOGS/schemathesis.log" 2>&1 \
+  || { tail -60 "$LOGS/schemathesis.log" >&2; fail "schemathesis found answers the OpenAPI document does not allow (log: $LOGS/schemathesis.log)"; }
+echo "e2e: 13 passed, 0 failed"

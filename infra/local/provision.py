@@ -222,7 +222,12 @@ def function_envs(template, ctx):
         # No local WebSocket API: web deliveries go to the local stand-in of its management
         # endpoint (local-triggers websocket).
         "WEBSOCKET_ENDPOINT": "http://127.0.0.1:9301",
+        # The Lambda API is cargo lambda watch's (the admin API invokes the scheduled jobs).
+        "AWS_ENDPOINT_URL_LAMBDA": os.environ.get("LAMBDA_INVOKE_URL", "http://127.0.0.1:9000"),
     }
+    # A function's name is its crate's, as cargo lambda watch serves it.
+    for logical, props in resources(template, "AWS::Serverless::Function"):
+        ctx.refs[logical] = pathlib.PurePosixPath(props["CodeUri"]).name
     envs = {}
     for logical, props in resources(template, "AWS::Serverless::Function"):
         name = pathlib.PurePosixPath(props["CodeUri"]).name

@@ -16,6 +16,7 @@ LOGS="$STATE/log"
 CACHE="${ADWORKERS_CACHE:-$HOME/.cache/adworkers}"
 VENV="$CACHE/venv"
 LINT_VENV="$CACHE/lint"
+FUZZ_VENV="$CACHE/fuzz"
 CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 
 DB_NAME="${DB_NAME:-adworkers}"
@@ -129,6 +130,8 @@ up() {
   venv_up "$VENV" requirements.txt "local tooling (moto, cargo-lambda, zig, SAM CLI)"
   # checkov pins boto3 and friends apart from the tooling: its own virtualenv.
   venv_up "$LINT_VENV" requirements-lint.txt checkov
+  # schemathesis (the admin API's fuzzer) pins hypothesis and jsonschema: its own too.
+  venv_up "$FUZZ_VENV" requirements-fuzz.txt schemathesis
   postgres_up
   redis_up
   tansu_up
@@ -164,7 +167,7 @@ env_exports() {
               AWS_REGION AWS_DEFAULT_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY SAM_CLI_TELEMETRY; do
     printf 'export %s=%q\n' "$name" "${!name}"
   done
-  printf 'export PATH=%q:%q:%q:"$PATH"\n' "$VENV/bin" "$CARGO_BIN" "$LINT_VENV/bin"
+  printf 'export PATH=%q:%q:%q:%q:"$PATH"\n' "$VENV/bin" "$CARGO_BIN" "$LINT_VENV/bin" "$FUZZ_VENV/bin"
 }
 
 case "${1:-}" in

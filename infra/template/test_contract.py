@@ -50,6 +50,8 @@ NAME_PROPERTIES = {
     "AWS::Scheduler::ScheduleGroup": "Name", "AWS::KMS::Alias": "AliasName",
     "AWS::EC2::SecurityGroup": "GroupName",
 }
+# The only HTTP operations without the authorizer.
+OPEN_OPERATIONS = {("get", "/admin/health")}
 # Resources that hold data a stack deletion or replacement must not take with it.
 DATA_HOLDING = ["AWS::S3::Bucket", "AWS::SQS::Queue", "AWS::Logs::LogGroup", "AWS::KMS::Key"]
 # Properties of an MSK event that only provisioned mode honours.
@@ -299,7 +301,9 @@ class Alarms(unittest.TestCase):
 
 class Apis(unittest.TestCase):
     def test_every_http_operation_requires_the_authorizer(self):
-        # An operation without security is open to the internet.
+        # An operation without security is open to the internet. The one exception is the admin
+        # API's health check, which says nothing but "reachable" (docs/functions/admin-api.md).
+        opened = set()
         for name, api in of_type("AWS::ApiGatewayV2::Api").items():
             body = api["Properties"].get("Body")
             if not body:
@@ -308,11 +312,35 @@ class Apis(unittest.TestCase):
             for path, operations in body.get("paths", {}).items():
                 for verb, operation in operations.items():
                     security = operation.get("security") or body.get("security")
+                    if (verb, path) in OPEN_OPERATIONS and security in (None, [], [{}], [{"NONE": []}]):
+                        opened.add((verb, path))
+                        continue
                     self.assertTrue(security, f"{name}: {verb.upper()} {path} is open")
                     for requirement in security:
                         for scheme in requirement:
                             self.assertEqual(schemes.get(scheme, {}).get("x-amazon-apigateway-authorizer", {}).get("type"),
                                              "jwt", f"{name}: {verb.upper()} {path} is not behind the JWT authorizer")
+        self.assertEqual(opened, OPEN_OPERATIONS)
+
+    def test_the_admin_apis_document_opens_only_what_the_template_opens(self):
+        # docs/openapi.json (generated from the code) and the template must agree on what is open:
+        # every other operation of the document is reached through the authorized greedy route.
+        document = json.loads((ROOT / "docs" / "openapi.json").read_text())
+        open_in_document = set()
+        for path, operations in document["paths"].items():
+            self.assertTrue(path.startswith("/admin/"), f"{path} is not under the admin route")
+            for verb, operation in operations.items():
+                if operation.get("security") == []:
+                    open_in_document.add((verb, path))
+                else:
+                    self.assertEqual(operation.get("security"), [{"jwt": []}], f"{verb.upper()} {path}")
+        self.assertEqual(open_in_document, OPEN_OPERATIONS)
+        events = render.load(TEMPLATE)["Resources"]["AdminApiFunction"]["Properties"]["Events"]
+        routes = {(e["Properties"]["Method"].lower(), e["Properties"]["Path"]): e["Properties"].get("Auth", {})
+                  for e in events.values() if e["Type"] == "HttpApi"}
+        self.assertEqual(set(routes), {("any", "/admin/{proxy+}"), ("get", "/admin/health")})
+        self.assertEqual(routes[("any", "/admin/{proxy+}")], {}, "the admin route must take the default authorizer")
+        self.assertEqual(routes[("get", "/admin/health")], {"Authorizer": "NONE"})
 
     def test_websocket_apis_authorize_connect_and_route_nothing_else_open(self):
         # Only $connect can be authorized; any other route without it would take messages from

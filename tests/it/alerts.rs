@@ -941,7 +941,7 @@ async fn the_websocket_authorizer_follows_the_issuers_key_rotation() -> anyhow::
         .arg(&next)
         .status()?;
     anyhow::ensure!(made.success(), "jwt_keys.py failed");
-    let token = devtools::token::local_token(&next, "ana", LOCAL_AUDIENCE, 300)?;
+    let token = devtools::token::local_token(&next, "ana", LOCAL_AUDIENCE, "alerts:write", 300)?;
 
     let now =
         adapters::jwt::IssuerKeys::fetch_every(&url, LOCAL_ISSUER, LOCAL_AUDIENCE, Duration::ZERO)

@@ -2,6 +2,7 @@
 //! event source and the property tests), in one binary against the real local stack. Tests run
 //! in parallel; each has its own database, topics, queues and buckets (see `support`).
 
+mod admin_api;
 mod alerts;
 mod budget_sync;
 mod cdp_backfill;

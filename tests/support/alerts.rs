@@ -32,10 +32,21 @@ pub async fn local_issuer_keys() -> anyhow::Result<adapters::jwt::IssuerKeys> {
 /// A token for `subject`, signed by the local issuer, for `audience`, expiring in
 /// `expires_in_secs` (negative: expired already).
 pub fn token(subject: &str, audience: &str, expires_in_secs: i64) -> anyhow::Result<String> {
+    scoped_token(subject, audience, "alerts:write", expires_in_secs)
+}
+
+/// A token as [`token`], with `scope`.
+pub fn scoped_token(
+    subject: &str,
+    audience: &str,
+    scope: &str,
+    expires_in_secs: i64,
+) -> anyhow::Result<String> {
     devtools::token::local_token(
         &repo_root().join(".stack/jwt"),
         subject,
         audience,
+        scope,
         expires_in_secs,
     )
 }

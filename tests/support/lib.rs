@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+mod admin;
 mod alerts;
 mod aws;
 mod bench;
@@ -15,6 +16,7 @@ mod lambda;
 mod outages;
 mod webtoon;
 
+pub use admin::*;
 pub use alerts::*;
 pub use aws::*;
 pub use bench::*;

@@ -74,6 +74,12 @@ impl Item {
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
     let run = JobRun::start(JOB, payload)?;
+    run.clone()
+        .recording_failure(&deps.reporter, run_job(run, deps))
+        .await
+}
+
+async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
     let day = run.target_date;
     let mut redis = deps.redis.clone();
     let counters = read_counters(&mut redis, day).await?;

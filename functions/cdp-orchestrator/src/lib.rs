@@ -78,13 +78,16 @@ struct Input {
     /// Logged only: a tick works on the state as it is when it runs.
     #[serde(default)]
     scheduled_time: Option<DateTime<Utc>>,
+    /// The admin API's execution this run is for.
+    #[serde(default)]
+    execution_id: Option<uuid::Uuid>,
 }
 
 fn parse(payload: Value) -> Result<Input, WorkerError> {
     parse_input(
         payload,
         "input",
-        r#"{"task": "tick" | "clean_up", "scheduled_time": "RFC 3339"}"#,
+        r#"{"task": "tick" | "clean_up", "scheduled_time": "RFC 3339", "execution_id": "UUID"}"#,
     )
 }
 
@@ -93,30 +96,42 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
     tracing::info!(task = ?input.task, scheduled_time = ?input.scheduled_time, "run started");
     match input.task {
         Task::Tick => {
-            let run = JobRun::begin(JOB, kst_date(Utc::now()));
-            let advanced = deps.backfill.advance(None, false).await?;
-            // Deactivation notices a failed publish left behind go out now.
-            deps.backfill.flush_notifications().await;
-            let counts = [
-                ("started", advanced.started),
-                ("queued", advanced.queued),
-                ("waiting", advanced.waiting),
-                ("idle", advanced.idle),
-                ("completed", advanced.completed),
-                ("deactivated", advanced.deactivated),
-                ("lost_races", advanced.lost_races),
-            ]
-            .map(|(name, n)| (name, i64::try_from(n).unwrap_or(i64::MAX)));
-            run.record(&deps.reporter, &counts, json!({})).await
+            let run = JobRun::begin(JOB, kst_date(Utc::now()), input.execution_id);
+            run.clone()
+                .recording_failure(&deps.reporter, tick(run, deps))
+                .await
         }
         Task::CleanUp => {
-            let run = JobRun::begin(CLEAN_UP_JOB, kst_date(Utc::now()));
-            let cleaned = deps.backfill.clean_up().await?;
-            let counts = [("stale", cleaned.stale), ("lost", cleaned.lost)]
-                .map(|(name, n)| (name, i64::try_from(n).unwrap_or(i64::MAX)));
-            run.record(&deps.reporter, &counts, json!({})).await
+            let run = JobRun::begin(CLEAN_UP_JOB, kst_date(Utc::now()), input.execution_id);
+            run.clone()
+                .recording_failure(&deps.reporter, clean_up(run, deps))
+                .await
         }
     }
+}
+
+async fn tick(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
+    let advanced = deps.backfill.advance(None, false).await?;
+    // Deactivation notices a failed publish left behind go out now.
+    deps.backfill.flush_notifications().await;
+    let counts = [
+        ("started", advanced.started),
+        ("queued", advanced.queued),
+        ("waiting", advanced.waiting),
+        ("idle", advanced.idle),
+        ("completed", advanced.completed),
+        ("deactivated", advanced.deactivated),
+        ("lost_races", advanced.lost_races),
+    ]
+    .map(|(name, n)| (name, i64::try_from(n).unwrap_or(i64::MAX)));
+    run.record(&deps.reporter, &counts, json!({})).await
+}
+
+async fn clean_up(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
+    let cleaned = deps.backfill.clean_up().await?;
+    let counts = [("stale", cleaned.stale), ("lost", cleaned.lost)]
+        .map(|(name, n)| (name, i64::try_from(n).unwrap_or(i64::MAX)));
+    run.record(&deps.reporter, &counts, json!({})).await
 }
 
 #[cfg(test)]

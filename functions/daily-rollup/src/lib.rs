@@ -54,6 +54,12 @@ pub struct Rollup {
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
     let run = JobRun::start(JOB, payload)?;
+    run.clone()
+        .recording_failure(&deps.reporter, run_job(run, deps))
+        .await
+}
+
+async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
     let db = &deps.reporter.db;
     let rollup = roll_up(db, run.target_date).await.map_err(db::classify)?;
     let unnotified = unnotified_reviews(db).await.map_err(db::classify)?;

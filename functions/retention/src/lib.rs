@@ -58,6 +58,12 @@ pub struct Removed {
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
     let run = JobRun::start(JOB, payload)?;
+    run.clone()
+        .recording_failure(&deps.reporter, run_job(run, deps))
+        .await
+}
+
+async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
     let cutoffs = Cutoffs::for_target(run.target_date);
     let mut removed = apply_to_db(&deps.reporter.db, &cutoffs, run.dry_run)
         .await

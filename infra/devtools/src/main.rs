@@ -56,6 +56,9 @@ enum Command {
         /// The consumer group that remembers what was redriven (default: DLQ-redrive).
         #[arg(long)]
         group: Option<String>,
+        /// Where the admin API's redrive requests are marked done (skipped without).
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
     },
     /// Print a token of the local issuer (.stack/jwt) for SUBJECT, as the console's identity
     /// provider would hand out.
@@ -63,6 +66,9 @@ enum Command {
         subject: String,
         #[arg(long, default_value = devtools::token::LOCAL_AUDIENCE)]
         audience: String,
+        /// The scopes it grants, space-separated (the admin API reads ops:read and ops:admin).
+        #[arg(long, default_value = "alerts:write")]
+        scope: String,
         /// Seconds until it expires (negative: expired already).
         #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
         expires_in: i64,
@@ -95,19 +101,24 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Migrate { database_url } => migrate(&database_url).await,
         Command::ProduceSamples { brokers } => produce_samples(&brokers).await,
-        Command::Redrive { dlq, group } => {
+        Command::Redrive {
+            dlq,
+            group,
+            database_url,
+        } => {
             let group = group.unwrap_or_else(|| format!("{dlq}-redrive"));
-            redrive(&dlq, &group).await
+            redrive(&dlq, &group, database_url.as_deref()).await
         }
         Command::Token {
             subject,
             audience,
+            scope,
             expires_in,
             jwt_dir,
         } => {
             println!(
                 "{}",
-                devtools::token::local_token(&jwt_dir, &subject, &audience, expires_in)?
+                devtools::token::local_token(&jwt_dir, &subject, &audience, &scope, expires_in)?
             );
             Ok(())
         }
@@ -196,7 +207,7 @@ async fn produce_samples(brokers: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn redrive(dlq: &str, group: &str) -> anyhow::Result<()> {
+async fn redrive(dlq: &str, group: &str, database_url: Option<&str>) -> anyhow::Result<()> {
     // KAFKA_AUTH=iam reaches MSK with the caller's AWS credentials; locally, plaintext.
     let kafka = match std::env::var_os("KAFKA_BROKERS") {
         Some(_) => adapters::config::from_env::<adapters::config::KafkaConfig>()?,
@@ -212,6 +223,16 @@ async fn redrive(dlq: &str, group: &str) -> anyhow::Result<()> {
     }
     for (topic, records) in &redriven.per_topic {
         println!("  {dlq} -> {topic}: {records} records");
+    }
+    if let Some(url) = database_url {
+        let total = i64::try_from(redriven.total()).unwrap_or(i64::MAX);
+        let marked = sqlx::query_file!("sql/mark_redriven.sql", dlq, total)
+            .execute(&database(url).await?)
+            .await?
+            .rows_affected();
+        if marked > 0 {
+            println!("  {dlq}: {marked} redrive requests of the admin API marked done");
+        }
     }
     Ok(())
 }

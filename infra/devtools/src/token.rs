@@ -13,12 +13,14 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 pub const LOCAL_ISSUER: &str = "https://auth.adworkers.local/";
 pub const LOCAL_AUDIENCE: &str = "adworkers-ops";
 
-/// A token for `subject` and `audience`, expiring in `expires_in_secs` (negative: already
-/// expired), signed with the key in `jwt_dir`.
+/// A token for `subject` and `audience` with `scope` (space-separated: `alerts:write`,
+/// `ops:read`, `ops:admin`), expiring in `expires_in_secs` (negative: already expired), signed
+/// with the key in `jwt_dir`.
 pub fn local_token(
     jwt_dir: &Path,
     subject: &str,
     audience: &str,
+    scope: &str,
     expires_in_secs: i64,
 ) -> anyhow::Result<String> {
     let read = |name: &str| {
@@ -30,7 +32,7 @@ pub fn local_token(
     header.kid = Some(read("kid")?.trim().to_owned());
     let claims = serde_json::json!({
         "iss": LOCAL_ISSUER, "aud": audience, "sub": subject,
-        "iat": now, "exp": now + expires_in_secs, "scope": "alerts:write",
+        "iat": now, "exp": now + expires_in_secs, "scope": scope,
     });
     let key = EncodingKey::from_rsa_pem(read("private.pem")?.as_bytes())?;
     Ok(encode(&header, &claims, &key)?)

@@ -132,13 +132,22 @@ async fn request(
     body: Bytes,
 ) -> Response {
     let path = uri.path();
-    let found = gateway.routes.iter().find(|(route, _)| {
-        let full = match route.stage.as_str() {
-            "$default" => route.path.clone(),
-            stage => format!("/{stage}{}", route.path),
-        };
-        full == path && (route.method == "ANY" || route.method == method.as_str())
-    });
+    // API Gateway's choice among the routes that match: the most specific path (fewest
+    // parameters, a greedy one last), then the route of this method before ANY.
+    let found = gateway
+        .routes
+        .iter()
+        .filter(|(route, _)| {
+            let full = match route.stage.as_str() {
+                "$default" => route.path.clone(),
+                stage => format!("/{stage}{}", route.path),
+            };
+            matches(&full, path) && (route.method == "ANY" || route.method == method.as_str())
+        })
+        .min_by_key(|(route, _)| {
+            let params = route.path.matches('{').count();
+            (route.path.contains("+}"), params, route.method == "ANY")
+        });
     let Some((route, verifier)) = found else {
         return message(StatusCode::NOT_FOUND, "Not Found");
     };
@@ -165,6 +174,30 @@ async fn request(
         other => {
             eprintln!("http: {} failed: {other:?}", route.function);
             message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
+}
+
+/// Whether a request's `path` matches a route's `template`: `{name}` takes one segment, a last
+/// `{name+}` the rest of the path (one segment or more).
+fn matches(template: &str, path: &str) -> bool {
+    let mut wanted = template.trim_start_matches('/').split('/');
+    let mut given = path.trim_start_matches('/').split('/');
+    loop {
+        match (wanted.next(), given.next()) {
+            (None, None) => return true,
+            (Some(segment), Some(actual))
+                if segment.starts_with('{') && segment.ends_with("+}") =>
+            {
+                return !actual.is_empty() && wanted.next().is_none();
+            }
+            (Some(segment), Some(actual)) if segment.starts_with('{') && segment.ends_with('}') => {
+                if actual.is_empty() {
+                    return false;
+                }
+            }
+            (Some(segment), Some(actual)) if segment == actual => {}
+            _ => return false,
         }
     }
 }
@@ -287,6 +320,19 @@ fn response(answer: &Value) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_match_as_api_gateway_matches_them() {
+        assert!(matches("/v1/alerts", "/v1/alerts"));
+        assert!(!matches("/v1/alerts", "/v1/alerts/1"));
+        assert!(matches("/v1/a/{id}/b", "/v1/a/7/b"));
+        assert!(!matches("/v1/a/{id}/b", "/v1/a//b"));
+        assert!(matches("/v1/admin/{proxy+}", "/v1/admin/jobs/runs/1"));
+        assert!(matches("/v1/admin/{proxy+}", "/v1/admin/health"));
+        assert!(!matches("/v1/admin/{proxy+}", "/v1/admin"));
+        assert!(!matches("/v1/admin/{proxy+}", "/v1/admin/"));
+        assert!(!matches("/v1/admin/{proxy+}", "/v1/alerts"));
+    }
 
     #[test]
     fn routes_come_with_their_apis_stage_and_authorizer() {

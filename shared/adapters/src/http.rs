@@ -20,11 +20,12 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// An error as the client reads it: `application/problem+json` with a status, a title and, for
 /// the client's own mistakes, what was wrong. Server faults say nothing more than their title.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub title: &'static str,
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -42,6 +43,29 @@ impl Problem {
 
     pub fn unauthorized() -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "Unauthorized", None)
+    }
+
+    /// The request cannot be read (a required header missing or malformed): `detail` says what.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "Bad Request",
+            Some(domain::text::storable(&detail.into())),
+        )
+    }
+
+    /// The caller is known, but its role does not allow this.
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "Forbidden", None)
+    }
+
+    /// The request conflicts with the state of the resource: `detail` says how.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            Some(domain::text::storable(&detail.into())),
+        )
     }
 
     pub fn not_found() -> Self {
@@ -185,6 +209,34 @@ pub fn json_body<T: DeserializeOwned>(
         return Err(Problem::too_large());
     }
     domain::text::json_object(body).map_err(Problem::from)
+}
+
+/// A path's parameters, decoded into `T`; a parameter that does not decode is a 422 problem.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(params)| Self(params))
+            .map_err(|rejection| Problem::invalid(rejection.body_text()))
+    }
+}
+
+/// A query string, decoded into `T` (whose serde attributes decide whether unknown parameters
+/// are refused); one that does not decode is a 422 problem.
+pub struct QueryOf<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|axum::extract::Query(query)| Self(query))
+            .map_err(|rejection| Problem::invalid(rejection.body_text()))
+    }
 }
 
 /// A JSON answer with `status`.

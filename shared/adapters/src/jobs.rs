@@ -9,15 +9,18 @@ use domain::schedule::JobInput;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tracing::info;
+use uuid::Uuid;
 
 use crate::emf::{Metrics, Unit};
 
 /// One run of a job, from its input to its report.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct JobRun {
     pub job: &'static str,
     pub target_date: NaiveDate,
     pub dry_run: bool,
+    /// The admin API's execution this run is for.
+    pub execution_id: Option<Uuid>,
     started_at: DateTime<Utc>,
     started: Instant,
 }
@@ -31,6 +34,7 @@ impl JobRun {
             job,
             target_date: input.target_date(started_at)?,
             dry_run: input.dry_run,
+            execution_id: input.execution_id,
             started_at,
             started: Instant::now(),
         };
@@ -38,15 +42,57 @@ impl JobRun {
         Ok(run)
     }
 
-    /// A run of a job that reads its own input (the CDP orchestrator's tick), for `target_date`.
-    pub fn begin(job: &'static str, target_date: NaiveDate) -> Self {
+    /// A run of a job that reads its own input (the CDP orchestrator's tick), for `target_date`,
+    /// for the admin API's `execution_id` if it asked.
+    pub fn begin(job: &'static str, target_date: NaiveDate, execution_id: Option<Uuid>) -> Self {
         Self {
             job,
             target_date,
             dry_run: false,
+            execution_id,
             started_at: Utc::now(),
             started: Instant::now(),
         }
+    }
+
+    /// Awaits the run's `work` and, when it fails, records the failure (`job_runs.error`) before
+    /// handing the error back, so the runs the admin API lists and counts include failed ones.
+    pub async fn recording_failure(
+        self,
+        reporter: &Reporter,
+        work: impl Future<Output = Result<Value, WorkerError>>,
+    ) -> Result<Value, WorkerError> {
+        let result = work.await;
+        if let Err(err) = &result {
+            let error: String = domain::text::storable(&format!("{}: {err}", err.kind()))
+                .chars()
+                .take(MAX_ERROR_CHARS)
+                .collect();
+            let summary = json!({
+                "type": "job_failure",
+                "job": self.job,
+                "target_date": self.target_date,
+                "dry_run": self.dry_run,
+                "duration_ms": self.started.elapsed().as_millis(),
+                "retryable": err.is_retryable(),
+            });
+            let recorded = sqlx::query_file!(
+                "sql/job_failure.sql",
+                self.job,
+                self.target_date,
+                self.dry_run,
+                self.started_at,
+                summary,
+                self.execution_id,
+                error,
+            )
+            .execute(&reporter.db)
+            .await;
+            if let Err(record_err) = recorded {
+                tracing::warn!(job = self.job, error = %record_err, "the failed run could not be recorded");
+            }
+        }
+        result
     }
 
     /// Records the run, emits its metrics (counts, and the duration) and publishes its summary
@@ -107,6 +153,7 @@ impl JobRun {
             self.dry_run,
             self.started_at,
             summary,
+            self.execution_id,
         )
         .execute(&reporter.db)
         .await
@@ -123,6 +170,9 @@ impl JobRun {
         Ok(summary)
     }
 }
+
+/// The longest error a failed run records (the column's check).
+const MAX_ERROR_CHARS: usize = 500;
 
 /// Where runs are recorded and announced; built once per cold start.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Pure domain types and rules shared by every worker. Nothing here does I/O, so every rule is
 //! unit-tested without a running service.
 
+pub mod admin;
 pub mod alert;
 pub mod backfill;
 pub mod budget;

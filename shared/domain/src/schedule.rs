@@ -45,6 +45,10 @@ pub struct JobInput {
     /// Report what would be done without doing it (retention only).
     #[serde(default)]
     pub dry_run: bool,
+    /// The admin API's execution this run is for (`POST /jobs/{job}/executions`): the run
+    /// is recorded under it, so the operator who asked can find it.
+    #[serde(default)]
+    pub execution_id: Option<uuid::Uuid>,
 }
 
 impl JobInput {
@@ -54,7 +58,7 @@ impl JobInput {
         parse_input(
             payload,
             "job input",
-            r#"{"date": "YYYY-MM-DD"}, {"scheduled_time": "RFC 3339"} and/or {"dry_run": true}"#,
+            r#"{"date": "YYYY-MM-DD"}, {"scheduled_time": "RFC 3339"}, {"dry_run": true} and/or {"execution_id": "UUID"}"#,
         )
     }
 

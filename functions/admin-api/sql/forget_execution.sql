@@ -1,0 +1,2 @@
+-- An execution whose job could not be invoked: it never ran.
+DELETE FROM job_executions WHERE execution_id = $1

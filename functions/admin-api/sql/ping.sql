@@ -1,0 +1,2 @@
+-- The health check's round trip.
+SELECT 1 AS "one!"
