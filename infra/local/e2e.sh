@@ -454,6 +454,10 @@ for _ in $(seq 1 60); do
   [ "$state" != requested ] && break; sleep 0.5
 done
 [ "$state" = succeeded ] || fail "admin execute: the daily rollup's run is $state"
+# The events/ files: the API Gateway events of the greedy admin route and the open health route.
+[ "$(job admin-api admin-api-health.json | field statusCode)" = 200 ] || fail "admin-api: events/admin-api-health.json"
+[ "$(job admin-api admin-api.json | field statusCode)" = 200 ] || fail "admin-api: events/admin-api.json"
+[ "$(job admin-api admin-api-trigger.json | field statusCode)" = 202 ] || fail "admin-api: events/admin-api-trigger.json"
 fuzz_token=$(devtools token ops-fuzz --scope ops:admin)
 st run docs/openapi.json --url "http://127.0.0.1:$HTTP_PORT/v1" -H "Authorization: Bearer $fuzz_token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
