@@ -168,9 +168,7 @@ async fn the_backfill_is_shown_and_controlled() -> anyhow::Result<()> {
     assert_eq!(triggered.status, StatusCode::ACCEPTED, "{triggered:?}");
     assert_eq!(triggered.body["queued"], 1);
     // 41's months done so far were marked by hand: a trigger queues its next one.
-    let triggered = api
-        .change("/backfill/advertisers/41/trigger", None)
-        .await?;
+    let triggered = api.change("/backfill/advertisers/41/trigger", None).await?;
     assert_eq!(triggered.body["queued"], 1, "{triggered:?}");
     let running = api.get("/backfill/running?limit=1").await?;
     assert_eq!(
@@ -184,7 +182,11 @@ async fn the_backfill_is_shown_and_controlled() -> anyhow::Result<()> {
             running.body["next_cursor"].as_str().unwrap_or_default()
         ))
         .await?;
-    assert_eq!(rest.body["items"].as_array().map(Vec::len), Some(1), "{rest:?} after {running:?}");
+    assert_eq!(
+        rest.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{rest:?} after {running:?}"
+    );
     assert_ne!(running.body["items"][0], rest.body["items"][0]);
 
     // Retry: only a FAILED month; then deactivation stops it and activation revives it.

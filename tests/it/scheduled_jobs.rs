@@ -236,6 +236,12 @@ async fn daily_rollup_rolls_up_checks_against_raw_events_and_reruns_to_the_same_
         8,
         "every run is recorded, including the one whose report failed to publish"
     );
+    assert_eq!(
+        db.count("SELECT count(*) FROM job_runs WHERE job = 'daily-rollup' AND error IS NOT NULL")
+            .await?,
+        1,
+        "the run whose report failed to publish is recorded as failed"
+    );
 
     // Partitions are ready months ahead.
     let ahead = add_months(
