@@ -158,15 +158,17 @@ fn problems(operation: &mut Operation, change: bool) {
         ]);
     }
     for (status, description) in answers {
-        let response = ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build();
+        let mut response = ResponseBuilder::new().description(description).content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        );
+        if status == "401" {
+            // The authorizer refuses before the function runs, with API Gateway's own body.
+            response = response.content("application/json", gateway_message());
+        }
+        let response = response.build();
         operation
             .responses
             .responses
@@ -176,18 +178,25 @@ fn problems(operation: &mut Operation, change: bool) {
     // API Gateway's own answer when the stage's throttle refuses a request.
     let throttled = ResponseBuilder::new()
         .description("Throttled by the stage (API Gateway's own answer)")
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                .build(),
-        )
+        .content("application/json", gateway_message())
         .build();
     operation
         .responses
         .responses
         .entry("429".to_owned())
         .or_insert(throttled.into());
+}
+
+/// API Gateway's own error body: `{"message": "Unauthorized"}`, `{"message": "Too Many Requests"}`.
+fn gateway_message() -> utoipa::openapi::Content {
+    ContentBuilder::new()
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property("message", ObjectBuilder::new().schema_type(Type::String))
+                .required("message"),
+        ))
+        .build()
 }
 
 fn idempotency_key() -> Parameter {
