@@ -60,7 +60,7 @@ async fn seed(api: &AdminApi) -> anyhow::Result<()> {
     .bind(ADVERTISERS)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("ANALYZE advertisers; ANALYZE cdp_months")
+    sqlx::raw_sql("ANALYZE advertisers; ANALYZE cdp_months")
         .execute(&mut *conn)
         .await?;
     Ok(())
