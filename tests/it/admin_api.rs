@@ -560,6 +560,14 @@ async fn operations_dead_letters_outcomes_deliveries_and_reviews() -> anyhow::Re
         &api.change("/dead-letters/nobody/redrive", None).await?,
         404,
     );
+    let summary = api.get("/dead-letters").await?;
+    assert!(summary.body[1]["pending_redrive_since"].is_string());
+    // `make redrive DLQ=coupon-issue-dlq` marks the request done once it replayed the topic.
+    let marked = devtools::redrive::mark_requests_done(pool, "coupon-issue-dlq", 7).await?;
+    assert_eq!(marked, 1);
+    let summary = api.get("/dead-letters").await?;
+    assert_eq!(summary.body[1]["pending_redrive_since"], Value::Null);
+    assert!(summary.body[0]["pending_redrive_since"].is_string());
 
     let outcome = api.get("/coupons/requests/req-1").await?;
     assert_eq!(outcome.body["outcome"], "issued");

@@ -26,6 +26,8 @@ pub struct ConsumerDeadLetters {
     pub last_at: DateTime<Utc>,
     /// The five latest reasons, newest first.
     pub recent_reasons: Vec<String>,
+    /// Since when a redrive request of its dead letters waits to be run (none waits: null).
+    pub pending_redrive_since: Option<DateTime<Utc>>,
 }
 
 #[utoipa::path(get, path = "/admin/dead-letters", tag = "operations",
@@ -46,6 +48,7 @@ pub async fn dead_letter_summary(
             unsent: row.unsent,
             last_at: row.last_at,
             recent_reasons: row.recent_reasons,
+            pending_redrive_since: row.pending_redrive_since,
         })
         .collect();
     Ok(json(StatusCode::OK, &summary))

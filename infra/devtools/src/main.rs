@@ -226,10 +226,8 @@ async fn redrive(dlq: &str, group: &str, database_url: Option<&str>) -> anyhow::
     }
     if let Some(url) = database_url {
         let total = i64::try_from(redriven.total()).unwrap_or(i64::MAX);
-        let marked = sqlx::query_file!("sql/mark_redriven.sql", dlq, total)
-            .execute(&database(url).await?)
-            .await?
-            .rows_affected();
+        let marked =
+            devtools::redrive::mark_requests_done(&database(url).await?, dlq, total).await?;
         if marked > 0 {
             println!("  {dlq}: {marked} redrive requests of the admin API marked done");
         }

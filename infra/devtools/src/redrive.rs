@@ -44,6 +44,19 @@ impl Redriven {
     }
 }
 
+/// Marks the admin API's pending redrive requests for `dlq` done, `replayed` records replayed
+/// by the run that served them. Returns how many it marked.
+pub async fn mark_requests_done(
+    db: &sqlx::PgPool,
+    dlq: &str,
+    replayed: i64,
+) -> anyhow::Result<u64> {
+    Ok(sqlx::query_file!("sql/mark_redriven.sql", dlq, replayed)
+        .execute(db)
+        .await?
+        .rows_affected())
+}
+
 /// Replays `dlq` on the brokers `kafka` names (with IAM authentication to MSK when it says
 /// so, from `sdk`'s credentials), tracking progress in consumer group `group`.
 pub async fn redrive(
