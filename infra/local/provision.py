@@ -111,6 +111,8 @@ def local_parameters(secret_arn):
         "JwtIssuer": "https://auth.adworkers.local/",
         "JwtAudience": "adworkers-ops",
         "JwtJwksUrl": (STATE / "jwt" / "jwks.json").as_uri(),
+        # The demo's catalog feeds (infra/local/catalog, served by e2e.sh).
+        "CatalogFeeds": "NAVER=http://127.0.0.1:8090/naver.json,KAKAO=http://127.0.0.1:8090/kakao.json",
     }
 
 
@@ -219,6 +221,8 @@ def function_envs(template, ctx):
         "KAFKA_AUTH": "none",
         # The demo's image server runs on loopback, which production always refuses.
         "IMAGE_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "CATALOG_FETCH_ALLOW_HOSTS": "127.0.0.1,localhost",
+        "CATALOG_REQUESTS_PER_SECOND": "20",
         # No local WebSocket API: web deliveries go to the local stand-in of its management
         # endpoint (local-triggers websocket).
         "WEBSOCKET_ENDPOINT": "http://127.0.0.1:9301",

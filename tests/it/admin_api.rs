@@ -362,7 +362,11 @@ async fn jobs_their_runs_statistics_and_an_execution() -> anyhow::Result<()> {
             "budget-settlement",
             "retention",
             "cdp-orchestrator",
-            "cdp-stale-cleanup"
+            "cdp-stale-cleanup",
+            "daily-collection",
+            "recommendations",
+            "weekly-analysis",
+            "monthly-report"
         ]
     );
     assert_eq!(jobs.body[2]["last_run"]["job"], "retention");

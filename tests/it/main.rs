@@ -13,4 +13,5 @@ mod properties;
 mod quality_score;
 mod scheduled_jobs;
 mod shared_clients;
+mod toonpick;
 mod webtoon_sync;

@@ -92,15 +92,10 @@ impl AdminApi {
                 .endpoint_url(lambda_url)
                 .build(),
         );
-        let functions = [
-            "daily-rollup",
-            "budget-settlement",
-            "retention",
-            "cdp-orchestrator",
-        ]
-        .into_iter()
-        .map(|f| (f, f.to_owned()))
-        .collect();
+        let functions = domain::admin::JOBS
+            .iter()
+            .map(|job| (job.function, job.function.to_owned()))
+            .collect();
         Ok(admin_api::Deps {
             db: pool.clone(),
             backfill: cdp.backfill(pool.clone()),

@@ -14,6 +14,7 @@ mod db;
 mod kafka;
 mod lambda;
 mod outages;
+mod toonpick;
 mod webtoon;
 
 pub use admin::*;
@@ -25,6 +26,7 @@ pub use db::*;
 pub use kafka::*;
 pub use lambda::*;
 pub use outages::*;
+pub use toonpick::*;
 pub use webtoon::*;
 
 pub fn repo_root() -> PathBuf {

@@ -48,6 +48,10 @@ struct Settings {
     budget_settlement_function: String,
     retention_function: String,
     cdp_orchestrator_function: String,
+    daily_collection_function: String,
+    recommendations_function: String,
+    weekly_analysis_function: String,
+    monthly_report_function: String,
     /// The Lambda API's endpoint when it is not AWS's (the local stack's `cargo lambda watch`).
     aws_endpoint_url_lambda: Option<String>,
 }
@@ -64,7 +68,8 @@ pub struct Deps {
 impl Deps {
     /// `DATABASE_*`, `REDIS_*`, `KAFKA_BROKERS`, `JOBS_QUEUE_URL`, `OPERATOR_ALERTS_TOPIC_ARN`,
     /// and each job's function: `DAILY_ROLLUP_FUNCTION`, `BUDGET_SETTLEMENT_FUNCTION`,
-    /// `RETENTION_FUNCTION`, `CDP_ORCHESTRATOR_FUNCTION`.
+    /// `RETENTION_FUNCTION`, `CDP_ORCHESTRATOR_FUNCTION`, `DAILY_COLLECTION_FUNCTION`,
+    /// `RECOMMENDATIONS_FUNCTION`, `WEEKLY_ANALYSIS_FUNCTION`, `MONTHLY_REPORT_FUNCTION`.
     pub async fn from_env() -> anyhow::Result<Self> {
         let settings: Settings = config::from_env()?;
         let kafka: config::KafkaConfig = config::from_env()?;
@@ -86,6 +91,10 @@ impl Deps {
             ("budget-settlement", settings.budget_settlement_function),
             ("retention", settings.retention_function),
             ("cdp-orchestrator", settings.cdp_orchestrator_function),
+            ("daily-collection", settings.daily_collection_function),
+            ("recommendations", settings.recommendations_function),
+            ("weekly-analysis", settings.weekly_analysis_function),
+            ("monthly-report", settings.monthly_report_function),
         ]);
         Ok(Self {
             backfill: Backfill::new(db.clone(), sqs.clone(), &settings.jobs_queue_url, outbox),

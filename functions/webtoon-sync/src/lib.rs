@@ -73,7 +73,7 @@ impl Deps {
             create_url: settings.create_complete_queue_url,
             update_url: settings.update_complete_queue_url,
         };
-        let fetch = FetchPolicy::from_env()?;
+        let fetch = FetchPolicy::from_env("IMAGE", FetchPolicy::default())?;
         let concurrency = settings.batch_concurrency.unwrap_or(4);
         let base = SqsConsumer::from_env().await?;
         Ok(Self {

@@ -24,6 +24,17 @@ pub fn from_env<T: DeserializeOwned>() -> anyhow::Result<T> {
     )
 }
 
+/// Reads `T` from the variables that start with `prefix`, without it (`IMAGE_MAX_BYTES` is the
+/// field `max_bytes` for the prefix `IMAGE_`): one struct for several families of variables.
+pub fn from_env_prefixed<T: DeserializeOwned>(prefix: &str) -> anyhow::Result<T> {
+    from_vars(std::env::vars_os().filter_map(|(name, value)| {
+        let name = name.into_string().ok()?;
+        let rest = name.strip_prefix(prefix)?.to_owned();
+        Some((rest, value.into_string().ok()?))
+    }))
+    .map_err(|err| anyhow!("{prefix}*: {err}"))
+}
+
 /// Only upper-case names are settings (envy folds case, so `path` beside `PATH` would clash);
 /// values are trimmed, and a blank one counts as unset.
 fn from_vars<T: DeserializeOwned>(

@@ -14,6 +14,8 @@ pub enum Unit {
     Milliseconds,
     Percent,
     CountPerSecond,
+    /// A ratio or score without a unit (precision, recall).
+    None,
 }
 
 impl Unit {
@@ -23,6 +25,7 @@ impl Unit {
             Self::Milliseconds => "Milliseconds",
             Self::Percent => "Percent",
             Self::CountPerSecond => "Count/Second",
+            Self::None => "None",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! clients, the SQS batch processor and the guarded image fetcher. Handlers build what they need
 //! once per cold start and borrow it for every invocation.
 
+pub mod activity;
 pub mod aws;
 pub mod backfill;
 pub mod bootstrap;
@@ -9,6 +10,7 @@ pub mod config;
 pub mod coupons;
 pub mod db;
 pub mod emf;
+pub mod guarded_http;
 pub mod http;
 pub mod images;
 pub mod jobs;

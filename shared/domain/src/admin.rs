@@ -160,6 +160,30 @@ pub const JOBS: &[JobSpec] = &[
         schedule: "cron(2/10 * * * ? *)",
         input: JobInputKind::Task("clean_up"),
     },
+    JobSpec {
+        name: "daily-collection",
+        function: "daily-collection",
+        schedule: "cron(0 2 * * ? *)",
+        input: JobInputKind::DateAndDryRun,
+    },
+    JobSpec {
+        name: "recommendations",
+        function: "recommendations",
+        schedule: "cron(30 2 * * ? *)",
+        input: JobInputKind::DateAndDryRun,
+    },
+    JobSpec {
+        name: "weekly-analysis",
+        function: "weekly-analysis",
+        schedule: "cron(0 3 ? * MON *)",
+        input: JobInputKind::DateAndDryRun,
+    },
+    JobSpec {
+        name: "monthly-report",
+        function: "monthly-report",
+        schedule: "cron(0 4 1 * ? *)",
+        input: JobInputKind::DateAndDryRun,
+    },
 ];
 
 /// The job named `name`.

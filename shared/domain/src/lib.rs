@@ -3,14 +3,18 @@
 
 pub mod admin;
 pub mod alert;
+pub mod analysis;
 pub mod backfill;
 pub mod budget;
 pub mod calendar;
+pub mod catalog;
 pub mod coupon;
 pub mod error;
 pub mod metrics;
 pub mod notice;
 pub mod quality;
+pub mod recommend;
+pub mod report;
 pub mod retention;
 pub mod rollup;
 pub mod schedule;
