@@ -177,6 +177,51 @@ admin() {
   printf ' %s\n' "$(cat "$LOGS/admin.out")"
 }
 # The body of an `admin` answer, pretty.
+# TOONPICK: the local catalog feeds (infra/local/catalog), and a small population of readers
+# with known tastes around the sample day: 24 titles (odd ones ROMANCE by 한소희, even ones
+# ACTION by 김무열), 60 readers (readers 1-20 read romance, the others action), 6 events each
+# over the 20 days before 2026-11-20, and one more read on the day itself.
+CATALOG_PORT=8090
+start_catalog() {
+  if ! listening "$CATALOG_PORT"; then
+    python3 -m http.server "$CATALOG_PORT" --bind 127.0.0.1 --directory infra/local/catalog >"$LOGS/catalog.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 40); do listening "$CATALOG_PORT" && break; sleep 0.25; done
+  fi
+}
+seed_readers() {
+  sql "INSERT INTO webtoons (platform, external_id, title, status, source_updated_at)
+         SELECT 'NAVER', 'reader-demo-' || i, CASE WHEN i % 2 = 1 THEN '로맨스 ' ELSE '액션 ' END || i, 'ONGOING', now()
+           FROM generate_series(1, 24) i ON CONFLICT DO NOTHING;
+       INSERT INTO genres (name) VALUES ('ROMANCE'), ('ACTION') ON CONFLICT DO NOTHING;
+       INSERT INTO authors (name) VALUES ('한소희'), ('김무열') ON CONFLICT DO NOTHING;
+       INSERT INTO webtoon_genres (webtoon_id, genre_id)
+         SELECT w.id, g.id FROM webtoons w JOIN genres g
+           ON g.name = CASE WHEN split_part(w.external_id, '-', 3)::int % 2 = 1 THEN 'ROMANCE' ELSE 'ACTION' END
+          WHERE w.external_id LIKE 'reader-demo-%' ON CONFLICT DO NOTHING;
+       INSERT INTO webtoon_authors (webtoon_id, author_id, role)
+         SELECT w.id, a.id, 'WRITER' FROM webtoons w JOIN authors a
+           ON a.name = CASE WHEN split_part(w.external_id, '-', 3)::int % 2 = 1 THEN '한소희' ELSE '김무열' END
+          WHERE w.external_id LIKE 'reader-demo-%' ON CONFLICT DO NOTHING;
+       INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, episode_number, occurred_at)
+         SELECT md5('reader-demo-' || u || '-' || k)::uuid, u, w.id,
+                CASE WHEN k = 6 THEN 'like' ELSE 'episode_read' END, CASE WHEN k = 6 THEN NULL ELSE k END,
+                '2026-11-20 12:00+09'::timestamptz - ((u + k * 3) % 20 + 1) * INTERVAL '1 day'
+           FROM generate_series(1, 60) u CROSS JOIN generate_series(1, 6) k
+           JOIN webtoons w ON w.external_id = 'reader-demo-' || (CASE WHEN u <= 20 THEN 1 ELSE 2 END + 2 * ((u * 5 + k * 7) % 12))
+         ON CONFLICT DO NOTHING;
+       INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, episode_number, occurred_at)
+         SELECT md5('reader-demo-day-' || u)::uuid, u, w.id, 'episode_read', 1, '2026-11-20 21:00+09'
+           FROM generate_series(1, 60) u
+           JOIN webtoons w ON w.external_id = 'reader-demo-' || (CASE WHEN u <= 20 THEN 1 ELSE 2 END + 2 * ((u * 11) % 12))
+         ON CONFLICT DO NOTHING" >/dev/null
+}
+reader_list() {
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off -c \
+    "SELECT r.rank, w.title, r.variant, r.reason, coalesce(b.title, r.because) AS because, round(r.score::numeric, 3) AS score
+       FROM current_recommendations r JOIN webtoons w ON w.id = r.webtoon_id LEFT JOIN webtoons b ON b.id = r.because_id
+      WHERE r.user_id = $1 ORDER BY r.rank LIMIT 10"
+}
 answer() { cut -d' ' -f2- | python3 -m json.tool; }
 failures() { python3 -c 'import json,sys; print(" ".join(sorted(f["itemIdentifier"] for f in json.load(sys.stdin)["batchItemFailures"])))'; }
 outcomes() { python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["outcome"] for l in sys.stdin if l.strip())))'; }
@@ -288,6 +333,29 @@ if [ "$MODE" = demo ]; then
     -c "SELECT alert_id, user_id, channel, left(target, 40) AS target, state, last_error FROM user_alert_deliveries ORDER BY alert_id DESC, user_id LIMIT 6"
   printf '== what ops-ana'"'"'s browser received (local-triggers listen)\n'; cat "$LOGS/ws-client.out"
   printf '\n== what the local SNS delivered to ops-bo'"'"'s phone\n'; peek push-messages "$BO_PHONE"
+  printf '\n== TOONPICK: the daily collection reads the local catalog feeds (infra/local/catalog on :%s) and queues requests for webtoon-sync\n' "$CATALOG_PORT"
+  start_catalog
+  printf '$ local-triggers schedule fire daily-collection --at 2026-11-21T02:00:00+09:00\n'
+  triggers schedule fire daily-collection --at 2026-11-21T02:00:00+09:00 --retry-delay 5
+  printf '$ local-triggers sources --idle 4   (webtoon-create-request -> webtoon-sync)\n'
+  sources | grep -E 'webtoon|^$' || true
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
+    -c "SELECT c.platform, c.external_id, left(c.content_hash, 12) AS hash, c.changed_on, w.title, w.status FROM catalog_entries c LEFT JOIN webtoons w USING (platform, external_id) ORDER BY 1, 2"
+  printf '$ cargo lambda invoke daily-collection --data-file events/daily-collection-date.json   (again: nothing new, nothing sent)\n'
+  job daily-collection daily-collection-date.json | python3 -c 'import json,sys; s=json.load(sys.stdin); print({k: s[k] for k in ("fetched", "new_titles", "changed_titles", "unchanged_titles", "failed_titles")})'
+  printf '\n== TOONPICK: recommendations for 60 seeded readers (readers 1-20 read romance, the rest action), fired as at 02:30 KST\n'
+  seed_readers
+  triggers schedule fire recommendations --at 2026-11-21T02:30:00+09:00 --retry-delay 5
+  printf '== reader 7 (romance): the top 10 and why\n'
+  reader_list 7
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
+    -c "SELECT set_id, target_date, state, readers, jsonb_pretty(evaluation) AS evaluation FROM recommendation_sets ORDER BY set_id DESC LIMIT 1"
+  printf '\n== TOONPICK: the weekly analysis (Monday 03:00 KST) and the monthly report\n'
+  triggers schedule fire weekly-analysis --at 2026-11-23T03:00:00+09:00 --retry-delay 5
+  psql -d "${DB_NAME:-adworkers}" -X -P pager=off \
+    -c "SELECT week_start, weekly_active, reads, reads_per_reader, genres -> 0 ->> 'genre' AS top_genre, jsonb_array_length(rising) AS rising, jsonb_array_length(falling) AS falling FROM weekly_analyses ORDER BY week_start DESC LIMIT 1"
+  printf '$ cargo lambda invoke monthly-report --data-file events/monthly-report-date.json\n'
+  job monthly-report monthly-report-date.json | python3 -c 'import json,sys; d=json.load(sys.stdin)["details"]; print("report:", d["report"]); print("objects:", *d["objects"], sep="\n  "); print("link (7 days):", d["link"][:110] + "...")'
   printf '\n(running again is safe: a repeated request changes nothing and sends nothing)\n'
   exit 0
 fi
@@ -434,6 +502,25 @@ out=$(job cdp-orchestrator cdp-orchestrator-tick.json)
 out=$(job cdp-orchestrator cdp-orchestrator-clean-up.json)
 [ "$(field stale <<<"$out")" = 0 ] || fail "cdp clean-up: $out"
 [ "$(job cdp-worker cdp-worker.json | failures)" = "5d1b7c3e-0c7a-4d2e-8f6b-000000000002" ] || fail "cdp-worker: the malformed job not reported"
+# ---- TOONPICK: collection from the local feeds through webtoon-sync, then recommendations,
+# the weekly analysis and the monthly report on a seeded population
+start_catalog
+out=$(triggers schedule fire daily-collection --at 2026-11-21T02:00:00+09:00 | sed -n 's/^daily-collection: ran at attempt 1: //p')
+[ "$(field new_titles <<<"$out") $(field failed_titles <<<"$out")" = "4 1" ] || fail "daily-collection: $out"
+sources >/dev/null
+[ "$(sql "SELECT count(*) FROM webtoons WHERE external_id LIKE 'toonpick-demo-%'")" = 4 ] || fail "the collected titles did not reach webtoon-sync"
+out=$(job daily-collection daily-collection-date.json)
+[ "$(field new_titles <<<"$out") $(field unchanged_titles <<<"$out")" = "0 4" ] || fail "daily-collection re-run: $out"
+seed_readers
+out=$(job recommendations recommendations-date.json)
+[ "$(field readers <<<"$out")" = 60 ] || fail "recommendations: $out"
+[ "$(sql "SELECT count(*) FROM current_recommendations r JOIN user_webtoon_events e USING (user_id, webtoon_id)")" = 0 ] \
+  || fail "a reader was recommended a title they opened"
+[ "$(sql "SELECT count(DISTINCT variant) FROM current_recommendations")" = 2 ] || fail "recommendations: one arm only"
+out=$(triggers schedule fire weekly-analysis --at 2026-11-23T03:00:00+09:00 | sed -n 's/^weekly-analysis: ran at attempt 1: //p')
+[ "$(sql "SELECT week_start FROM weekly_analyses")" = 2026-11-16 ] || fail "weekly-analysis: $out"
+out=$(job monthly-report monthly-report-date.json)
+peek objects ReportBucket | grep -q "reports/monthly/2026-11/report.html" || fail "no monthly report in S3: $out"
 # ---- admin API: through the local HTTP API (the template's routes and authorizer), then fuzzed
 # from its own OpenAPI document by schemathesis: no 5xx, every answer as documented
 [ "$(admin GET /health none | cut -d' ' -f1)" = 200 ] || fail "admin health: $(cat "$LOGS/admin.out")"
@@ -463,4 +550,4 @@ st run docs/openapi.json --url "http://127.0.0.1:$HTTP_PORT/v1" -H "Authorizatio
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --max-examples 15 --no-color >"$LOGS/schemathesis.log" 2>&1 \
   || { tail -60 "$LOGS/schemathesis.log" >&2; fail "schemathesis found answers the OpenAPI document does not allow (log: $LOGS/schemathesis.log)"; }
-echo "e2e: 13 passed, 0 failed"
+echo "e2e: 14 passed, 0 failed"

@@ -193,8 +193,12 @@ fn the_template_declares_every_trigger() -> anyhow::Result<()> {
             ("budget-settlement", "cron(0 3 * * ? *)".to_owned()),
             ("cdp-orchestrator", "cron(0/5 * * * ? *)".to_owned()),
             ("cdp-orchestrator", "cron(2/10 * * * ? *)".to_owned()),
+            ("daily-collection", "cron(0 2 * * ? *)".to_owned()),
             ("daily-rollup", "cron(0 2 * * ? *)".to_owned()),
+            ("monthly-report", "cron(0 4 1 * ? *)".to_owned()),
+            ("recommendations", "cron(30 2 * * ? *)".to_owned()),
             ("retention", "cron(0 4 * * ? *)".to_owned()),
+            ("weekly-analysis", "cron(0 3 ? * MON *)".to_owned()),
         ]
     );
     // The nightly jobs park undeliverable events; the outbox flush has nothing to park.

@@ -86,7 +86,12 @@ impl Collection {
             update_queue_url: aws.queue_url("webtoon-update-request").to_owned(),
             pace: daily_collection::Pace::new(Some(200.0), Some(10)),
         };
-        Ok(Self { db, aws, server, deps })
+        Ok(Self {
+            db,
+            aws,
+            server,
+            deps,
+        })
     }
 
     async fn run(&self) -> Result<Value, domain::WorkerError> {
@@ -105,7 +110,10 @@ impl Collection {
     /// What is on a request queue now, handed to webtoon-sync as one SQS event.
     async fn deliver(&self, queue: &str) -> anyhow::Result<Vec<Value>> {
         let bodies = self.aws.drain_bodies(queue).await?;
-        let arn = format!("arn:aws:sqs:ap-northeast-2:000000000000:{}-{queue}", self.aws.prefix);
+        let arn = format!(
+            "arn:aws:sqs:ap-northeast-2:000000000000:{}-{queue}",
+            self.aws.prefix
+        );
         let records: Vec<SqsMessage> = bodies
             .iter()
             .enumerate()
@@ -121,7 +129,10 @@ impl Collection {
         let mut event = SqsEvent::default();
         event.records = records;
         let response = webtoon_sync::handle(event, &sync).await;
-        assert!(response.batch_item_failures.is_empty(), "webtoon-sync failed some requests");
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "webtoon-sync failed some requests"
+        );
         bodies
             .iter()
             .map(|b| Ok(serde_json::from_str(b)?))
@@ -137,31 +148,73 @@ fn ids(requests: &[Value]) -> HashSet<String> {
 }
 
 #[tokio::test]
-async fn collection_sends_new_and_changed_titles_once_and_a_failing_platform_stops_nothing() -> anyhow::Result<()> {
+async fn collection_sends_new_and_changed_titles_once_and_a_failing_platform_stops_nothing()
+-> anyhow::Result<()> {
     let c = Collection::new().await?;
-    let naver = || page(vec![entry("n1", "하늘"), entry("n2", "바다")], Some("naver-2.json"));
+    let naver = || {
+        page(
+            vec![entry("n1", "하늘"), entry("n2", "바다")],
+            Some("naver-2.json"),
+        )
+    };
     let naver_2 = || {
-        page(vec![entry("n3", "숲"), json!({"external_id": "n4", "title": " ", "status": "ONGOING"}), entry("n1", "dup")], None)
+        page(
+            vec![
+                entry("n3", "숲"),
+                json!({"external_id": "n4", "title": " ", "status": "ONGOING"}),
+                entry("n1", "dup"),
+            ],
+            None,
+        )
     };
     // KAKAO is down (it may come back: the run is retried); LEZHIN serves a web page, which is
     // its own fault and is not retried.
-    serve(&c.server, vec![
-        ("/naver.json", naver()),
-        ("/naver-2.json", naver_2()),
-        ("/kakao.json", ResponseTemplate::new(503)),
-        ("/lezhin.json", ResponseTemplate::new(200).set_body_string("<html>")),
-    ]).await;
+    serve(
+        &c.server,
+        vec![
+            ("/naver.json", naver()),
+            ("/naver-2.json", naver_2()),
+            ("/kakao.json", ResponseTemplate::new(503)),
+            (
+                "/lezhin.json",
+                ResponseTemplate::new(200).set_body_string("<html>"),
+            ),
+        ],
+    )
+    .await;
 
-    let err = c.run().await.expect_err("KAKAO's outage fails the run, to be retried");
+    let err = c
+        .run()
+        .await
+        .expect_err("KAKAO's outage fails the run, to be retried");
     assert!(err.is_retryable(), "{err}");
     let summary = c.summary().await?;
     let got = &summary["details"]["platforms"]["NAVER"];
-    assert_eq!((got["fetched"].as_i64(), got["new"].as_i64(), got["failed"].as_i64(), got["pages"].as_i64()),
-               (Some(5), Some(3), Some(2), Some(2)), "{got}");
-    assert!(summary["details"]["platforms"]["KAKAO"]["error"].as_str().is_some_and(|e| e.contains("503")));
+    assert_eq!(
+        (
+            got["fetched"].as_i64(),
+            got["new"].as_i64(),
+            got["failed"].as_i64(),
+            got["pages"].as_i64()
+        ),
+        (Some(5), Some(3), Some(2), Some(2)),
+        "{got}"
+    );
+    assert!(
+        summary["details"]["platforms"]["KAKAO"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("503"))
+    );
     assert_eq!(summary["details"]["platforms"]["KAKAO"]["retryable"], true);
-    assert!(summary["details"]["platforms"]["LEZHIN"]["error"].as_str().is_some_and(|e| e.contains("content type")));
-    assert_eq!(summary["details"]["platforms"]["LEZHIN"].get("retryable"), None);
+    assert!(
+        summary["details"]["platforms"]["LEZHIN"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("content type"))
+    );
+    assert_eq!(
+        summary["details"]["platforms"]["LEZHIN"].get("retryable"),
+        None
+    );
 
     let created = c.deliver("webtoon-create-request").await?;
     assert_eq!(created.len(), 3);
@@ -172,63 +225,133 @@ async fn collection_sends_new_and_changed_titles_once_and_a_failing_platform_sto
 
     // The retry, KAKAO back: NAVER sends nothing again, KAKAO its one title.
     let kakao = || page(vec![entry("k1", "별")], None);
-    serve(&c.server, vec![
-        ("/naver.json", naver()),
-        ("/naver-2.json", naver_2()),
-        ("/kakao.json", kakao()),
-        ("/lezhin.json", page(vec![], None)),
-    ]).await;
+    serve(
+        &c.server,
+        vec![
+            ("/naver.json", naver()),
+            ("/naver-2.json", naver_2()),
+            ("/kakao.json", kakao()),
+            ("/lezhin.json", page(vec![], None)),
+        ],
+    )
+    .await;
     let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(summary["details"]["platforms"]["NAVER"]["unchanged"], 3);
     assert_eq!(summary["new_titles"], 1);
     assert_eq!(c.deliver("webtoon-create-request").await?.len(), 1);
-    assert!(c.aws.drain_bodies("webtoon-update-request").await?.is_empty());
+    assert!(
+        c.aws
+            .drain_bodies("webtoon-update-request")
+            .await?
+            .is_empty()
+    );
 
     // A changed title is one update, sent once however many runs see it at once.
-    serve(&c.server, vec![
-        ("/naver.json", page(vec![entry("n1", "하늘 (개정판)"), entry("n2", "바다")], Some("naver-2.json"))),
-        ("/naver-2.json", naver_2()),
-        ("/kakao.json", kakao()),
-        ("/lezhin.json", page(vec![], None)),
-    ]).await;
+    serve(
+        &c.server,
+        vec![
+            (
+                "/naver.json",
+                page(
+                    vec![entry("n1", "하늘 (개정판)"), entry("n2", "바다")],
+                    Some("naver-2.json"),
+                ),
+            ),
+            ("/naver-2.json", naver_2()),
+            ("/kakao.json", kakao()),
+            ("/lezhin.json", page(vec![], None)),
+        ],
+    )
+    .await;
     let (a, b) = tokio::join!(c.run(), c.run());
     for run in [a, b] {
         run.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let updates = c.deliver("webtoon-update-request").await?;
     assert!(!updates.is_empty());
-    assert_eq!(ids(&updates).len(), 1, "one distinct update request: {updates:?}");
+    assert_eq!(
+        ids(&updates).len(),
+        1,
+        "one distinct update request: {updates:?}"
+    );
     let title: String = sqlx::query_scalar("SELECT title FROM webtoons WHERE external_id = 'n1'")
         .fetch_one(&c.db.pool)
         .await?;
     assert_eq!(title, "하늘 (개정판)");
     let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    assert_eq!((summary["new_titles"].as_i64(), summary["changed_titles"].as_i64()), (Some(0), Some(0)));
-    assert!(c.aws.drain_bodies("webtoon-update-request").await?.is_empty());
+    assert_eq!(
+        (
+            summary["new_titles"].as_i64(),
+            summary["changed_titles"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert!(
+        c.aws
+            .drain_bodies("webtoon-update-request")
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn collection_refuses_feeds_that_lead_elsewhere_or_inside() -> anyhow::Result<()> {
     let mut c = Collection::new().await?;
-    serve(&c.server, vec![
-        ("/naver.json", page(vec![entry("n1", "하늘")], Some("http://169.254.169.254/latest/meta-data/"))),
-        ("/kakao.json", page(vec![], Some("kakao.json"))),
-        ("/lezhin.json", ResponseTemplate::new(200).set_body_json(json!({"entries": "all of them"}))),
-    ]).await;
+    serve(
+        &c.server,
+        vec![
+            (
+                "/naver.json",
+                page(
+                    vec![entry("n1", "하늘")],
+                    Some("http://169.254.169.254/latest/meta-data/"),
+                ),
+            ),
+            ("/kakao.json", page(vec![], Some("kakao.json"))),
+            (
+                "/lezhin.json",
+                ResponseTemplate::new(200).set_body_json(json!({"entries": "all of them"})),
+            ),
+        ],
+    )
+    .await;
     // Without the test's allowance, the loopback feed itself is refused.
     c.deps.client = GuardedClient::new(&daily_collection::default_policy(), "test")?;
     let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     for platform in ["NAVER", "KAKAO", "LEZHIN"] {
-        let error = summary["details"]["platforms"][platform]["error"].as_str().unwrap_or_default();
+        let error = summary["details"]["platforms"][platform]["error"]
+            .as_str()
+            .unwrap_or_default();
         assert!(error.contains("not public"), "{platform}: {error}");
     }
-    c.deps.client = GuardedClient::new(&FetchPolicy { allow_hosts: vec!["127.0.0.1".into()], ..daily_collection::default_policy() }, "test")?;
+    c.deps.client = GuardedClient::new(
+        &FetchPolicy {
+            allow_hosts: vec!["127.0.0.1".into()],
+            ..daily_collection::default_policy()
+        },
+        "test",
+    )?;
     let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let platforms = &summary["details"]["platforms"];
-    assert!(platforms["NAVER"]["error"].as_str().is_some_and(|e| e.contains("leaves the feed's origin")), "{platforms}");
-    assert!(platforms["KAKAO"]["error"].as_str().is_some_and(|e| e.contains("links back")), "{platforms}");
-    assert!(platforms["LEZHIN"]["error"].as_str().is_some_and(|e| e.contains("page")), "{platforms}");
+    assert!(
+        platforms["NAVER"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("leaves the feed's origin")),
+        "{platforms}"
+    );
+    assert!(
+        platforms["KAKAO"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("links back")),
+        "{platforms}"
+    );
+    assert!(
+        platforms["LEZHIN"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("page")),
+        "{platforms}"
+    );
     // What NAVER listed before its bad link is still sent.
     assert_eq!(platforms["NAVER"]["new"], 1);
     assert_eq!(c.aws.drain_bodies("webtoon-create-request").await?.len(), 1);
@@ -242,24 +365,36 @@ async fn population(db: &TestDb) -> anyhow::Result<Vec<i64>> {
     seed_events(
         &db.pool,
         day(),
-        Population { titles: 40, readers: 300, events_per_reader: 8, clusters: 2, days: 20 },
+        Population {
+            titles: 40,
+            readers: 300,
+            events_per_reader: 8,
+            clusters: 2,
+            days: 20,
+        },
     )
     .await?;
     Ok(titles)
 }
 
 #[tokio::test]
-async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() -> anyhow::Result<()> {
+async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() -> anyhow::Result<()>
+{
     let db = TestDb::new().await?;
     let mut aws = TestAws::new().await?;
     population(&db).await?;
-    let deps = recommendations::Deps { reporter: reporter(&db, &mut aws).await? };
+    let deps = recommendations::Deps {
+        reporter: reporter(&db, &mut aws).await?,
+    };
 
     let dry = recommendations::handle(json!({"date": DAY, "dry_run": true}), &deps)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(dry["details"]["set_id"], Value::Null);
-    assert_eq!(db.count("SELECT count(*) FROM recommendation_sets").await?, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM recommendation_sets").await?,
+        0
+    );
 
     let summary = recommendations::handle(json!({"date": DAY}), &deps)
         .await
@@ -269,11 +404,21 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
         .as_array()
         .into_iter()
         .flatten()
-        .map(|e| (e["variant"].as_str().unwrap_or_default().to_owned(), e["precision_at_10"].as_f64().unwrap_or(0.0)))
+        .map(|e| {
+            (
+                e["variant"].as_str().unwrap_or_default().to_owned(),
+                e["precision_at_10"].as_f64().unwrap_or(0.0),
+            )
+        })
         .collect();
     let baseline = evaluation["popularity"];
     for arm in VARIANTS {
-        assert!(evaluation[arm.name] > baseline, "{} {} vs popularity {baseline}", arm.name, evaluation[arm.name]);
+        assert!(
+            evaluation[arm.name] > baseline,
+            "{} {} vs popularity {baseline}",
+            arm.name,
+            evaluation[arm.name]
+        );
     }
 
     // Nothing a reader opened is recommended to them.
@@ -285,12 +430,17 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
         )
         .await?;
     assert_eq!(opened, 0);
-    assert_eq!(db.count("SELECT count(*) FROM current_recommendations").await?, 300 * 20);
+    assert_eq!(
+        db.count("SELECT count(*) FROM current_recommendations")
+            .await?,
+        300 * 20
+    );
 
     // Every reader is in their arm, and the arms are both used.
-    let arms: Vec<(i64, String)> = sqlx::query_as("SELECT DISTINCT user_id, variant FROM current_recommendations")
-        .fetch_all(&db.pool)
-        .await?;
+    let arms: Vec<(i64, String)> =
+        sqlx::query_as("SELECT DISTINCT user_id, variant FROM current_recommendations")
+            .fetch_all(&db.pool)
+            .await?;
     assert_eq!(arms.len(), 300);
     for (user, arm) in &arms {
         assert_eq!(arm, variant_of(*user).name);
@@ -298,10 +448,22 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
     assert_eq!(arms.iter().map(|a| &a.1).collect::<HashSet<_>>().len(), 2);
 
     // A set being built is not served; a re-run gives the same lists.
-    let first: i64 = sqlx::query_scalar("SELECT DISTINCT set_id FROM current_recommendations").fetch_one(&db.pool).await?;
-    let building: i64 = sqlx::query_scalar("SELECT begin_recommendation_set($1)").bind(day()).fetch_one(&db.pool).await?;
-    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT DISTINCT set_id FROM current_recommendations").fetch_one(&db.pool).await?, first);
-    let again = recommendations::handle(json!({"date": DAY}), &deps).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let first: i64 = sqlx::query_scalar("SELECT DISTINCT set_id FROM current_recommendations")
+        .fetch_one(&db.pool)
+        .await?;
+    let building: i64 = sqlx::query_scalar("SELECT begin_recommendation_set($1)")
+        .bind(day())
+        .fetch_one(&db.pool)
+        .await?;
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT DISTINCT set_id FROM current_recommendations")
+            .fetch_one(&db.pool)
+            .await?,
+        first
+    );
+    let again = recommendations::handle(json!({"date": DAY}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let second = again["details"]["set_id"].as_i64().unwrap_or_default();
     assert!(second > building);
     let differing = sqlx::query_scalar::<_, i64>(
@@ -318,12 +480,25 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
     .await?;
     assert_eq!(differing, 0);
     // The set served is the new one; the one before stays for comparison.
-    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT DISTINCT set_id FROM current_recommendations").fetch_one(&db.pool).await?, second);
-    assert_eq!(db.count("SELECT count(*) FROM recommendation_sets WHERE state = 'complete'").await?, 2);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT DISTINCT set_id FROM current_recommendations")
+            .fetch_one(&db.pool)
+            .await?,
+        second
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM recommendation_sets WHERE state = 'complete'")
+            .await?,
+        2
+    );
 
     // The operators got both summaries, with the evaluation.
     let messages = aws.drain("operator-alerts").await?;
-    assert!(messages.iter().any(|m| m["details"]["evaluation"].is_array()));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["details"]["evaluation"].is_array())
+    );
     Ok(())
 }
 
@@ -334,19 +509,32 @@ async fn weekly_analysis_and_monthly_report_describe_the_population() -> anyhow:
     population(&db).await?;
     let reporter = reporter(&db, &mut aws).await?;
 
-    let weekly = weekly_analysis::Deps { reporter: reporter.clone() };
-    let summary = weekly_analysis::handle(json!({"date": DAY}), &weekly).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let weekly = weekly_analysis::Deps {
+        reporter: reporter.clone(),
+    };
+    let summary = weekly_analysis::handle(json!({"date": DAY}), &weekly)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(summary["details"]["week_start"], "2026-11-16");
     let (genres, daily, active): (Value, Value, i32) = sqlx::query_as(
         "SELECT genres, daily, weekly_active FROM weekly_analyses WHERE week_start = '2026-11-16'",
     )
     .fetch_one(&db.pool)
     .await?;
-    assert_eq!(genres[0]["genre"], "GENRE-1", "the bigger cluster's genre leads: {genres}");
-    assert!(daily.as_array().is_some_and(|d| !d.is_empty() && d.len() <= 7));
+    assert_eq!(
+        genres[0]["genre"], "GENRE-1",
+        "the bigger cluster's genre leads: {genres}"
+    );
+    assert!(
+        daily
+            .as_array()
+            .is_some_and(|d| !d.is_empty() && d.len() <= 7)
+    );
     assert!(active > 0);
     // A re-run replaces the week.
-    weekly_analysis::handle(json!({"date": DAY}), &weekly).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    weekly_analysis::handle(json!({"date": DAY}), &weekly)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(db.count("SELECT count(*) FROM weekly_analyses").await?, 1);
 
     let monthly = monthly_report::Deps {
@@ -354,36 +542,75 @@ async fn weekly_analysis_and_monthly_report_describe_the_population() -> anyhow:
         s3: aws.s3.clone(),
         report_bucket: aws.bucket.clone(),
     };
-    let summary = monthly_report::handle(json!({"date": DAY}), &monthly).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let summary = monthly_report::handle(json!({"date": DAY}), &monthly)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(summary["details"]["month"], "2026-11");
     let keys = aws.object_keys().await?;
-    for name in ["report.html", "daily.csv", "genres.csv", "titles.csv", "recommendations.csv"] {
-        assert!(keys.contains(&format!("reports/monthly/2026-11/{name}")), "{keys:?}");
+    for name in [
+        "report.html",
+        "daily.csv",
+        "genres.csv",
+        "titles.csv",
+        "recommendations.csv",
+    ] {
+        assert!(
+            keys.contains(&format!("reports/monthly/2026-11/{name}")),
+            "{keys:?}"
+        );
     }
     let html = String::from_utf8(object(&aws, "reports/monthly/2026-11/report.html").await?)?;
     assert!(html.contains("<svg") && html.contains("GENRE-1") && html.contains("작품"));
     for external in ["<script", "src=", "href=", "url("] {
-        assert!(!html.contains(external), "the report refers to something outside: {external}");
+        assert!(
+            !html.contains(external),
+            "the report refers to something outside: {external}"
+        );
     }
     let genres_csv = String::from_utf8(object(&aws, "reports/monthly/2026-11/genres.csv").await?)?;
-    assert!(genres_csv.contains("GENRE-0") && genres_csv.contains("GENRE-1"), "{genres_csv}");
+    assert!(
+        genres_csv.contains("GENRE-0") && genres_csv.contains("GENRE-1"),
+        "{genres_csv}"
+    );
 
     // The link the operators got opens the page.
-    let link = summary["details"]["link"].as_str().unwrap_or_default().to_owned();
+    let link = summary["details"]["link"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let fetched = reqwest::get(&link).await?;
-    assert!(fetched.status().is_success(), "{link}: {}", fetched.status());
+    assert!(
+        fetched.status().is_success(),
+        "{link}: {}",
+        fetched.status()
+    );
     assert_eq!(fetched.text().await?, html);
     let messages = aws.drain("operator-alerts").await?;
-    assert!(messages.iter().any(|m| m["details"]["link"] == link.as_str()));
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["details"]["link"] == link.as_str())
+    );
 
     // A re-run for the month writes the same page.
-    monthly_report::handle(json!({"date": DAY}), &monthly).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    monthly_report::handle(json!({"date": DAY}), &monthly)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(String::from_utf8(object(&aws, "reports/monthly/2026-11/report.html").await?)?, html);
+    assert_eq!(
+        String::from_utf8(object(&aws, "reports/monthly/2026-11/report.html").await?)?,
+        html
+    );
     Ok(())
 }
 
 async fn object(aws: &TestAws, key: &str) -> anyhow::Result<Vec<u8>> {
-    let object = aws.s3.get_object().bucket(&aws.bucket).key(key).send().await?;
+    let object = aws
+        .s3
+        .get_object()
+        .bucket(&aws.bucket)
+        .key(key)
+        .send()
+        .await?;
     Ok(object.body.collect().await?.into_bytes().to_vec())
 }

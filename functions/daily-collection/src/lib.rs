@@ -19,6 +19,7 @@ use std::time::Duration;
 use adapters::aws;
 use adapters::bootstrap::ScheduledJob;
 use adapters::db;
+use adapters::emf::{Metrics, Unit};
 use adapters::guarded_http::{FetchError, FetchPolicy, GuardedClient};
 use adapters::jobs::{JobRun, Reporter};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -143,17 +144,24 @@ pub struct Collected {
 }
 
 async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
-    let collected: Vec<(Platform, Collected)> = futures::future::join_all(
-        deps.feeds
-            .iter()
-            .map(|feed| async { (feed.platform, collect(deps, feed, run.target_date, run.dry_run).await) }),
-    )
-    .await;
+    let collected: Vec<(Platform, Collected)> =
+        futures::future::join_all(deps.feeds.iter().map(|feed| async {
+            (
+                feed.platform,
+                collect(deps, feed, run.target_date, run.dry_run).await,
+            )
+        }))
+        .await;
 
-    let total = |f: fn(&PlatformSummary) -> i64| collected.iter().map(|(_, c)| f(&c.summary)).sum::<i64>();
+    let total =
+        |f: fn(&PlatformSummary) -> i64| collected.iter().map(|(_, c)| f(&c.summary)).sum::<i64>();
+    let platforms_failed = collected
+        .iter()
+        .filter(|(_, c)| c.summary.error.is_some())
+        .count();
+    emit_metrics(&collected, platforms_failed);
     let counts = [
         ("platforms", collected.len() as i64),
-        ("platforms_failed", collected.iter().filter(|(_, c)| c.summary.error.is_some()).count() as i64),
         ("fetched", total(|s| s.fetched)),
         ("new_titles", total(|s| s.new)),
         ("changed_titles", total(|s| s.changed)),
@@ -171,10 +179,20 @@ async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
     let retry: Vec<String> = collected
         .iter()
         .filter(|(_, c)| c.summary.retryable)
-        .map(|(p, c)| format!("{}: {}", p.as_str(), c.summary.error.as_deref().unwrap_or("")))
+        .map(|(p, c)| {
+            format!(
+                "{}: {}",
+                p.as_str(),
+                c.summary.error.as_deref().unwrap_or("")
+            )
+        })
         .collect();
     let summary = run
-        .report(&deps.reporter, &counts, json!({ "platforms": platforms }))
+        .report(
+            &deps.reporter,
+            &counts,
+            json!({ "platforms_failed": platforms_failed, "platforms": platforms }),
+        )
         .await?;
     if !retry.is_empty() {
         // Sent titles are recorded: the retry fetches again and sends only what is still new.
@@ -184,6 +202,24 @@ async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
         )));
     }
     Ok(summary)
+}
+
+/// Per platform, what it brought (the alarms and the dashboard read these), and how many
+/// platforms failed (alarmed on).
+fn emit_metrics(collected: &[(Platform, Collected)], platforms_failed: usize) {
+    let function = adapters::telemetry::function_name();
+    for (platform, c) in collected {
+        let mut metrics = Metrics::for_function(function.clone())
+            .dimension("Job", JOB)
+            .dimension("Platform", platform.as_str());
+        metrics.put("NewTitles", c.summary.new as f64, Unit::Count);
+        metrics.put("ChangedTitles", c.summary.changed as f64, Unit::Count);
+        metrics.put("FailedTitles", c.summary.failed as f64, Unit::Count);
+        metrics.emit();
+    }
+    let mut metrics = Metrics::for_function(function).dimension("Job", JOB);
+    metrics.put("PlatformsFailed", platforms_failed as f64, Unit::Count);
+    metrics.emit();
 }
 
 /// Collects one platform. Never fails: what goes wrong is in the summary.
@@ -221,7 +257,10 @@ pub async fn collect(deps: &Deps, feed: &Feed, day: NaiveDate, dry_run: bool) ->
     let mut to_send: Vec<(Request, String, String)> = Vec::new();
     let mut unchanged = Vec::new();
     for entry in &prepared {
-        let change = classify(stored.get(&entry.external_id).map(String::as_str), &entry.content_hash);
+        let change = classify(
+            stored.get(&entry.external_id).map(String::as_str),
+            &entry.content_hash,
+        );
         match change {
             Change::New => out.summary.new += 1,
             Change::Changed => out.summary.changed += 1,
@@ -229,7 +268,11 @@ pub async fn collect(deps: &Deps, feed: &Feed, day: NaiveDate, dry_run: bool) ->
         }
         match change.kind() {
             Some(kind) => match entry.request(feed.platform, kind, now) {
-                Ok(request) => to_send.push((request, entry.external_id.clone(), entry.content_hash.clone())),
+                Ok(request) => to_send.push((
+                    request,
+                    entry.external_id.clone(),
+                    entry.content_hash.clone(),
+                )),
                 Err(err) => out.refuse(format!("{}: {err}", entry.external_id)),
             },
             None => unchanged.push(entry.external_id.clone()),
@@ -239,9 +282,10 @@ pub async fn collect(deps: &Deps, feed: &Feed, day: NaiveDate, dry_run: bool) ->
         return out;
     }
 
-    if let Err(err) = sqlx::query_file!("sql/mark_seen.sql", feed.platform.as_str(), &unchanged, day)
-        .execute(&deps.reporter.db)
-        .await
+    if let Err(err) =
+        sqlx::query_file!("sql/mark_seen.sql", feed.platform.as_str(), &unchanged, day)
+            .execute(&deps.reporter.db)
+            .await
     {
         // Only bookkeeping: the next run marks them.
         warn!(error = %err, "mark unchanged titles seen");
@@ -286,7 +330,11 @@ async fn fetch_feed(
             return (entries, Some(FeedError::Loop(url.to_string())));
         }
         ticks.tick().await;
-        let page = match deps.client.get(&url, "application/json", "application/json").await {
+        let page = match deps
+            .client
+            .get(&url, "application/json", "application/json")
+            .await
+        {
             Ok(fetched) => fetched,
             Err(err) => return (entries, Some(FeedError::Fetch(err))),
         };
@@ -329,7 +377,10 @@ impl FeedError {
     }
 }
 
-async fn stored_hashes(deps: &Deps, platform: Platform) -> Result<HashMap<String, String>, WorkerError> {
+async fn stored_hashes(
+    deps: &Deps,
+    platform: Platform,
+) -> Result<HashMap<String, String>, WorkerError> {
     let rows = sqlx::query_file!("sql/stored_hashes.sql", platform.as_str())
         .fetch_all(&deps.reporter.db)
         .await
@@ -359,10 +410,16 @@ async fn send_all(
     }
     let mut failures = Vec::new();
     let mut calls = Vec::new();
-    for (kind, requests) in [(RequestKind::Create, creates), (RequestKind::Update, updates)] {
+    for (kind, requests) in [
+        (RequestKind::Create, creates),
+        (RequestKind::Update, updates),
+    ] {
         let (chunks, oversized) = batches(requests);
         for request in oversized {
-            failures.push((format!("{}: larger than one SQS message", request.request_id), false));
+            failures.push((
+                format!("{}: larger than one SQS message", request.request_id),
+                false,
+            ));
         }
         for chunk in chunks {
             calls.push(send_batch(deps, kind, chunk, &keys, platform, day));
@@ -427,7 +484,11 @@ async fn send_batch(
     let mut hashes = Vec::new();
     let mut request_ids = Vec::new();
     for (index, request) in chunk.iter().enumerate() {
-        if let Some((external_id, hash)) = sent_ids.contains(&index.to_string()).then(|| keys.get(&request.request_id)).flatten() {
+        if let Some((external_id, hash)) = sent_ids
+            .contains(&index.to_string())
+            .then(|| keys.get(&request.request_id))
+            .flatten()
+        {
             ids.push(external_id.clone());
             hashes.push(hash.clone());
             request_ids.push(request.request_id.clone());

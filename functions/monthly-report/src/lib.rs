@@ -118,7 +118,9 @@ async fn presigned(deps: &Deps, key: &str) -> Result<String, WorkerError> {
         .key(key)
         .presigned(config)
         .await
-        .map_err(|err| WorkerError::retryable(anyhow::Error::new(err).context("presign the report")))?;
+        .map_err(|err| {
+            WorkerError::retryable(anyhow::Error::new(err).context("presign the report"))
+        })?;
     Ok(request.uri().to_owned())
 }
 
@@ -159,9 +161,15 @@ pub async fn render(db: &PgPool, day: NaiveDate) -> Result<Rendered, sqlx::Error
     let genres = genre_popularity(activity::genre_reads(db, periods).await?);
     let genre_table = Table {
         name: "genres".into(),
-        headers: ["genre", "reads", "readers", "share", "change_vs_previous_month"]
-            .map(String::from)
-            .to_vec(),
+        headers: [
+            "genre",
+            "reads",
+            "readers",
+            "share",
+            "change_vs_previous_month",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: genres
             .iter()
             .map(|g| {
@@ -187,9 +195,16 @@ pub async fn render(db: &PgPool, day: NaiveDate) -> Result<Rendered, sqlx::Error
     titles.truncate(TOP_TITLES);
     let title_table = Table {
         name: "titles".into(),
-        headers: ["rank", "webtoon_id", "title", "reads", "previous_month_reads", "change"]
-            .map(String::from)
-            .to_vec(),
+        headers: [
+            "rank",
+            "webtoon_id",
+            "title",
+            "reads",
+            "previous_month_reads",
+            "change",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: titles
             .iter()
             .enumerate()
@@ -214,9 +229,15 @@ pub async fn render(db: &PgPool, day: NaiveDate) -> Result<Rendered, sqlx::Error
         .await?;
     let quality_table = Table {
         name: "recommendations".into(),
-        headers: ["day", "variant", "readers", "precision_at_10", "recall_at_10"]
-            .map(String::from)
-            .to_vec(),
+        headers: [
+            "day",
+            "variant",
+            "readers",
+            "precision_at_10",
+            "recall_at_10",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: quality
             .iter()
             .map(|q| {
@@ -255,12 +276,12 @@ pub async fn render(db: &PgPool, day: NaiveDate) -> Result<Rendered, sqlx::Error
             next.pred_opt().unwrap_or(month)
         ),
         highlights: vec![
-            ("Monthly active readers".into(), thousands(monthly_active)),
-            ("Episode reads".into(), thousands(reads)),
+            ("Monthly active readers".into(), count(monthly_active)),
+            ("Episode reads".into(), count(reads)),
             ("Reads per reader".into(), format!("{:.1}", reads_per_reader(reads, monthly_active))),
-            ("Titles read".into(), thousands(titles_read)),
-            ("New titles".into(), thousands(changes.new_titles)),
-            ("Updated titles".into(), thousands(changes.updated_titles)),
+            ("Titles read".into(), count(titles_read)),
+            ("New titles".into(), count(changes.new_titles)),
+            ("Updated titles".into(), count(changes.updated_titles)),
         ],
         sections: vec![
             Section {
@@ -317,11 +338,31 @@ pub async fn render(db: &PgPool, day: NaiveDate) -> Result<Rendered, sqlx::Error
         ],
     };
     let files = vec![
-        ("report.html".to_owned(), "text/html; charset=utf-8", report.to_html()),
-        ("daily.csv".to_owned(), "text/csv; charset=utf-8", daily.to_csv()),
-        ("genres.csv".to_owned(), "text/csv; charset=utf-8", genre_table.to_csv()),
-        ("titles.csv".to_owned(), "text/csv; charset=utf-8", title_table.to_csv()),
-        ("recommendations.csv".to_owned(), "text/csv; charset=utf-8", quality_table.to_csv()),
+        (
+            "report.html".to_owned(),
+            "text/html; charset=utf-8",
+            report.to_html(),
+        ),
+        (
+            "daily.csv".to_owned(),
+            "text/csv; charset=utf-8",
+            daily.to_csv(),
+        ),
+        (
+            "genres.csv".to_owned(),
+            "text/csv; charset=utf-8",
+            genre_table.to_csv(),
+        ),
+        (
+            "titles.csv".to_owned(),
+            "text/csv; charset=utf-8",
+            title_table.to_csv(),
+        ),
+        (
+            "recommendations.csv".to_owned(),
+            "text/csv; charset=utf-8",
+            quality_table.to_csv(),
+        ),
     ];
     let counts = vec![
         ("monthly_active_readers", monthly_active),
@@ -330,7 +371,11 @@ pub async fn render(db: &PgPool, day: NaiveDate) -> Result<Rendered, sqlx::Error
         ("new_titles", changes.new_titles),
         ("report_days", days.len() as i64),
     ];
-    Ok(Rendered { month, files, counts })
+    Ok(Rendered {
+        month,
+        files,
+        counts,
+    })
 }
 
 fn cell(row: &[String], index: usize) -> f64 {
@@ -341,14 +386,6 @@ fn percent(value: Option<f64>) -> String {
     value.map_or_else(|| "new".to_owned(), |v| format!("{:.1}%", v * 100.0))
 }
 
-fn thousands(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
+fn count(n: i64) -> String {
+    domain::report::number(n as f64)
 }

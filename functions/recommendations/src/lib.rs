@@ -105,9 +105,15 @@ struct Activity {
 
 /// Generates (and unless `dry_run`, writes) the set for `day`. Public for the benchmark.
 #[instrument(skip(db))]
-pub async fn generate(db: &PgPool, day: NaiveDate, dry_run: bool) -> Result<Generated, WorkerError> {
+pub async fn generate(
+    db: &PgPool,
+    day: NaiveDate,
+    dry_run: bool,
+) -> Result<Generated, WorkerError> {
     let catalog = load_catalog(db).await.map_err(db::classify)?;
-    let activity = load_activity(db, &catalog, day).await.map_err(db::classify)?;
+    let activity = load_activity(db, &catalog, day)
+        .await
+        .map_err(db::classify)?;
 
     let before = History::from_pairs(activity.before);
     let held_out = eval_sample(
@@ -119,10 +125,17 @@ pub async fn generate(db: &PgPool, day: NaiveDate, dry_run: bool) -> Result<Gene
                 let (opened, _) = before.of(position);
                 (!opened.contains(&title)).then_some((reader, position, title))
             })
-            .fold(HashMap::<i64, (usize, Vec<u32>)>::new(), |mut by_reader, (reader, position, title)| {
-                by_reader.entry(reader).or_insert((position, Vec::new())).1.push(title);
-                by_reader
-            })
+            .fold(
+                HashMap::<i64, (usize, Vec<u32>)>::new(),
+                |mut by_reader, (reader, position, title)| {
+                    by_reader
+                        .entry(reader)
+                        .or_insert((position, Vec::new()))
+                        .1
+                        .push(title);
+                    by_reader
+                },
+            )
             .into_iter()
             .map(|(reader, (position, mut titles))| {
                 titles.sort_unstable();
@@ -150,7 +163,12 @@ pub async fn generate(db: &PgPool, day: NaiveDate, dry_run: bool) -> Result<Gene
         .count();
     let lists = recommend(&catalog, &model, &all, &active, None, TOP_N);
     let rows = lists.iter().map(Vec::len).sum();
-    info!(readers = active.len(), rows, titles_with_neighbours = model.titles_with_neighbours(), "recommendations generated");
+    info!(
+        readers = active.len(),
+        rows,
+        titles_with_neighbours = model.titles_with_neighbours(),
+        "recommendations generated"
+    );
 
     let mut generated = Generated {
         set_id: None,
@@ -166,7 +184,8 @@ pub async fn generate(db: &PgPool, day: NaiveDate, dry_run: bool) -> Result<Gene
         return Ok(generated);
     }
     let readers: Vec<i64> = active.iter().map(|&r| all.readers[r]).collect();
-    let (set_id, dropped) = write_set(db, day, &catalog, &readers, &lists, &generated.evaluation).await?;
+    let (set_id, dropped) =
+        write_set(db, day, &catalog, &readers, &lists, &generated.evaluation).await?;
     generated.set_id = Some(set_id);
     generated.sets_dropped = dropped;
     Ok(generated)
@@ -184,7 +203,11 @@ async fn load_catalog(db: &PgPool) -> Result<Catalog, sqlx::Error> {
 
 /// Streams the window's engagement rows (one per reader and title) into memory as compact
 /// tuples; titles no longer in the catalog are skipped.
-async fn load_activity(db: &PgPool, catalog: &Catalog, day: NaiveDate) -> Result<Activity, sqlx::Error> {
+async fn load_activity(
+    db: &PgPool,
+    catalog: &Catalog,
+    day: NaiveDate,
+) -> Result<Activity, sqlx::Error> {
     let kinds: Vec<String> = KIND_WEIGHTS.iter().map(|(k, _)| (*k).to_owned()).collect();
     let weights: Vec<f64> = KIND_WEIGHTS.iter().map(|(_, w)| *w).collect();
     let day_start = kst_day_start(day);
@@ -212,9 +235,13 @@ async fn load_activity(db: &PgPool, catalog: &Catalog, day: NaiveDate) -> Result
             continue;
         };
         if row.before > 0.0 {
-            activity.before.push((row.user_id, title, row.before as f32));
+            activity
+                .before
+                .push((row.user_id, title, row.before as f32));
         }
-        activity.all.push((row.user_id, title, (row.before + row.on_day) as f32));
+        activity
+            .all
+            .push((row.user_id, title, (row.before + row.on_day) as f32));
         if row.read_on_day {
             activity.read_on_day.push((row.user_id, title));
         }
@@ -308,9 +335,10 @@ async fn write_set(
         .await
         .map_err(db::classify)?;
     let readers = i32::try_from(readers.len()).unwrap_or(i32::MAX);
-    let dropped = sqlx::query_file_scalar!("sql/complete_set.sql", set_id, readers, json!(evaluation))
-        .fetch_one(db)
-        .await
-        .map_err(db::classify)?;
+    let dropped =
+        sqlx::query_file_scalar!("sql/complete_set.sql", set_id, readers, json!(evaluation))
+            .fetch_one(db)
+            .await
+            .map_err(db::classify)?;
     Ok((set_id, dropped))
 }

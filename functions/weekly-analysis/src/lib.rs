@@ -42,7 +42,10 @@ async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
         .await
         .map_err(db::classify)?;
     let counts = [
-        ("weekly_active_readers", analysis["weekly_active"].as_i64().unwrap_or(0)),
+        (
+            "weekly_active_readers",
+            analysis["weekly_active"].as_i64().unwrap_or(0),
+        ),
         ("reads", analysis["reads"].as_i64().unwrap_or(0)),
         ("rising_titles", json_len(&analysis["rising"])),
         ("falling_titles", json_len(&analysis["falling"])),
@@ -86,7 +89,8 @@ pub async fn analyse(db: &PgPool, day: NaiveDate, dry_run: bool) -> Result<Value
     let (weekly_active, reads) = activity::period(db, periods.start, periods.end).await?;
     let per_reader = reads_per_reader(reads, weekly_active);
 
-    let (genres, rising, falling, daily) = (json!(genres), json!(rising), json!(falling), json!(daily));
+    let (genres, rising, falling, daily) =
+        (json!(genres), json!(rising), json!(falling), json!(daily));
     if !dry_run {
         sqlx::query_file!(
             "sql/store.sql",

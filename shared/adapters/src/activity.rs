@@ -62,7 +62,10 @@ pub async fn daily(
     let rows = sqlx::query_file!("sql/activity/daily_activity.sql", from, to)
         .fetch_all(db)
         .await?;
-    Ok(rows.into_iter().map(|r| (r.day, r.readers, r.reads)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.day, r.readers, r.reads))
+        .collect())
 }
 
 /// Active readers and reads over `[from, to)`.

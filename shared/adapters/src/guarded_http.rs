@@ -395,7 +395,10 @@ mod tests {
     async fn names_resolving_inside_are_refused_unless_allowed() {
         let client = GuardedClient::new(&FetchPolicy::default(), "test").expect("client");
         let url = Url::parse("http://localhost:9/feed.json").expect("test URL");
-        match client.get(&url, "application/json", "application/json").await {
+        match client
+            .get(&url, "application/json", "application/json")
+            .await
+        {
             Err(FetchError::Refused(reason)) => assert!(reason.contains("localhost"), "{reason}"),
             other => panic!("expected a refusal, got {other:?}"),
         }

@@ -11,8 +11,8 @@ use domain::WorkerError;
 use sha2::{Digest, Sha256};
 use url::Url;
 
-pub use crate::guarded_http::{FetchError, FetchPolicy};
 use crate::guarded_http::GuardedClient;
+pub use crate::guarded_http::{FetchError, FetchPolicy};
 
 /// A downloaded image whose bytes were checked to be what they claim.
 #[derive(Debug, Clone)]

@@ -66,10 +66,18 @@ impl TitleWeek {
 /// The titles that rose most and fell most, by reads gained or lost (ties by id).
 pub fn trends(titles: &[TitleWeek]) -> (Vec<TitleWeek>, Vec<TitleWeek>) {
     let mut rising: Vec<TitleWeek> = titles.iter().filter(|t| t.is_rising()).cloned().collect();
-    rising.sort_by(|a, b| b.delta().cmp(&a.delta()).then(a.webtoon_id.cmp(&b.webtoon_id)));
+    rising.sort_by(|a, b| {
+        b.delta()
+            .cmp(&a.delta())
+            .then(a.webtoon_id.cmp(&b.webtoon_id))
+    });
     rising.truncate(LISTED_TRENDS);
     let mut falling: Vec<TitleWeek> = titles.iter().filter(|t| t.is_falling()).cloned().collect();
-    falling.sort_by(|a, b| a.delta().cmp(&b.delta()).then(a.webtoon_id.cmp(&b.webtoon_id)));
+    falling.sort_by(|a, b| {
+        a.delta()
+            .cmp(&b.delta())
+            .then(a.webtoon_id.cmp(&b.webtoon_id))
+    });
     falling.truncate(LISTED_TRENDS);
     (rising, falling)
 }
@@ -95,7 +103,11 @@ pub fn genre_popularity(rows: Vec<(String, i64, i64, i64)>) -> Vec<GenreWeek> {
             genre,
             reads,
             readers,
-            share: if total > 0 { round3(reads as f64 / total as f64) } else { 0.0 },
+            share: if total > 0 {
+                round3(reads as f64 / total as f64)
+            } else {
+                0.0
+            },
             change: (previous > 0).then(|| round3((reads - previous) as f64 / previous as f64)),
         })
         .collect();
@@ -126,7 +138,10 @@ mod tests {
 
     #[test]
     fn weeks_run_monday_to_sunday() {
-        assert_eq!(week_of(day("2026-11-22")), (day("2026-11-16"), day("2026-11-23")));
+        assert_eq!(
+            week_of(day("2026-11-22")),
+            (day("2026-11-16"), day("2026-11-23"))
+        );
         assert_eq!(week_start(day("2026-11-16")), day("2026-11-16"));
         assert_eq!(week_start(day("2026-11-18")), day("2026-11-16"));
     }
@@ -135,16 +150,22 @@ mod tests {
     fn rising_and_falling_need_both_a_ratio_and_a_count() {
         let t = |id, reads, previous| TitleWeek::new(id, format!("t{id}"), reads, previous);
         let titles = vec![
-            t(1, 30, 10),  // +20, +200 %: rising
-            t(2, 14, 10),  // +4: too few reads
+            t(1, 30, 10),   // +20, +200 %: rising
+            t(2, 14, 10),   // +4: too few reads
             t(3, 120, 100), // +20 but +20 %: steady
-            t(4, 25, 0),   // new this week: rising
-            t(5, 5, 40),   // -35, -87 %: falling
-            t(6, 80, 100), // -20, -20 %: steady
+            t(4, 25, 0),    // new this week: rising
+            t(5, 5, 40),    // -35, -87 %: falling
+            t(6, 80, 100),  // -20, -20 %: steady
         ];
         let (rising, falling) = trends(&titles);
-        assert_eq!(rising.iter().map(|t| t.webtoon_id).collect::<Vec<_>>(), vec![4, 1]);
-        assert_eq!(falling.iter().map(|t| t.webtoon_id).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(
+            rising.iter().map(|t| t.webtoon_id).collect::<Vec<_>>(),
+            vec![4, 1]
+        );
+        assert_eq!(
+            falling.iter().map(|t| t.webtoon_id).collect::<Vec<_>>(),
+            vec![5]
+        );
         assert_eq!(rising[1].change, Some(2.0));
         assert_eq!(rising[0].change, None);
     }

@@ -36,9 +36,8 @@ pub fn parse_feeds(raw: &str) -> Result<Vec<Feed>, WorkerError> {
         })?;
         let platform: Platform = serde_json::from_value(Value::String(name.trim().to_owned()))
             .map_err(|_| WorkerError::malformed(format_args!("unknown platform {name:?}")))?;
-        let url = Url::parse(url.trim()).map_err(|err| {
-            WorkerError::malformed(format_args!("catalog feed of {name}: {err}"))
-        })?;
+        let url = Url::parse(url.trim())
+            .map_err(|err| WorkerError::malformed(format_args!("catalog feed of {name}: {err}")))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(WorkerError::malformed(format_args!(
                 "catalog feed of {name} is not http(s)"
@@ -141,7 +140,11 @@ pub fn classify(stored_hash: Option<&str>, content_hash: &str) -> Change {
 /// Checks one raw entry of `platform`'s feed exactly as webtoon-sync will check its request, and
 /// hashes its content. The hash covers the typed fields in a fixed order, so key order and
 /// unknown fields in the feed do not make a title look changed.
-pub fn prepare(platform: Platform, raw: Value, now: DateTime<Utc>) -> Result<Prepared, WorkerError> {
+pub fn prepare(
+    platform: Platform,
+    raw: Value,
+    now: DateTime<Utc>,
+) -> Result<Prepared, WorkerError> {
     let entry: Entry = serde_json::from_value(raw)
         .map_err(|err| WorkerError::malformed(format_args!("catalog entry: {err}")))?;
     let canonical = serde_json::to_vec(&entry)
@@ -280,8 +283,8 @@ mod tests {
 
     #[test]
     fn feeds_are_platform_url_pairs() {
-        let feeds = parse_feeds("NAVER=https://a.example/n.json, KAKAO=http://b.example/k")
-            .expect("feeds");
+        let feeds =
+            parse_feeds("NAVER=https://a.example/n.json, KAKAO=http://b.example/k").expect("feeds");
         assert_eq!(feeds.len(), 2);
         assert_eq!(feeds[1].platform, Platform::Kakao);
         assert!(parse_feeds("").expect("none").is_empty());
@@ -354,7 +357,10 @@ mod tests {
     fn next_pages_stay_on_the_feed_origin() {
         let feed = Url::parse("https://feeds.example/naver/catalog.json").expect("url");
         let page2 = next_page(&feed, &feed, "catalog.json?page=2").expect("same origin");
-        assert_eq!(page2.as_str(), "https://feeds.example/naver/catalog.json?page=2");
+        assert_eq!(
+            page2.as_str(),
+            "https://feeds.example/naver/catalog.json?page=2"
+        );
         assert!(next_page(&feed, &feed, "https://evil.example/x").is_err());
         assert!(next_page(&feed, &feed, "http://feeds.example/x").is_err());
     }
@@ -367,7 +373,10 @@ mod tests {
             body: "x".repeat(n),
         };
         let (small, oversized) = batches((0..25).map(|_| request(10)).collect());
-        assert_eq!(small.iter().map(Vec::len).collect::<Vec<_>>(), vec![10, 10, 5]);
+        assert_eq!(
+            small.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![10, 10, 5]
+        );
         assert!(oversized.is_empty());
         let (large, oversized) = batches(vec![
             request(200 * 1024),

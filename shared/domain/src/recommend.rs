@@ -103,11 +103,9 @@ pub const EXPERIMENT: &str = "recs-blend-2026-11";
 /// A stable hash of a reader for this experiment: the same on every run, machine and release
 /// (std's hashers promise none of that).
 pub fn reader_hash(user_id: i64) -> u64 {
-    let salt = EXPERIMENT
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
+    let salt = EXPERIMENT.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     splitmix64(salt ^ user_id as u64)
 }
 
@@ -200,7 +198,7 @@ impl History {
     /// and a repeated pair adds up.
     pub fn from_pairs(mut pairs: Vec<(i64, u32, f32)>) -> Self {
         pairs.retain(|p| p.2 > 0.0 && p.2.is_finite());
-        pairs.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        pairs.sort_unstable_by_key(|p| (p.0, p.1));
         let mut history = Self::default();
         for (reader, title, weight) in pairs {
             if history.readers.last() != Some(&reader) {
@@ -269,7 +267,10 @@ fn par_chunks<T: Send>(n: usize, work: impl Fn(std::ops::Range<usize>) -> Vec<T>
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     })
 }
@@ -315,7 +316,11 @@ pub fn train(catalog: &Catalog, history: &History) -> Model {
                 return titles.to_vec();
             }
             let mut order: Vec<usize> = (0..titles.len()).collect();
-            order.sort_by(|&a, &b| weights[b].total_cmp(&weights[a]).then(titles[a].cmp(&titles[b])));
+            order.sort_by(|&a, &b| {
+                weights[b]
+                    .total_cmp(&weights[a])
+                    .then(titles[a].cmp(&titles[b]))
+            });
             order.truncate(MAX_CO_HISTORY);
             let mut kept: Vec<u32> = order.into_iter().map(|i| titles[i]).collect();
             kept.sort_unstable();
@@ -392,7 +397,10 @@ impl Model {
 
     /// Titles with at least one neighbour (for the summary).
     pub fn titles_with_neighbours(&self) -> usize {
-        self.neighbour_offsets.windows(2).filter(|w| w[1] > w[0]).count()
+        self.neighbour_offsets
+            .windows(2)
+            .filter(|w| w[1] > w[0])
+            .count()
     }
 }
 
@@ -493,7 +501,11 @@ fn recommend_one(
     } else {
         variant
     };
-    let max_weight = weights.iter().copied().fold(0.0_f32, f32::max).max(f32::MIN_POSITIVE);
+    let max_weight = weights
+        .iter()
+        .copied()
+        .fold(0.0_f32, f32::max)
+        .max(f32::MIN_POSITIVE);
     for &t in titles {
         scratch.seen[t as usize] = true;
     }
@@ -550,7 +562,10 @@ fn recommend_one(
     });
     top_authors.truncate(TOP_AUTHORS);
     for &a in &top_authors {
-        for &t in model.author_titles[a as usize].iter().take(GENRE_CANDIDATES) {
+        for &t in model.author_titles[a as usize]
+            .iter()
+            .take(GENRE_CANDIDATES)
+        {
             scratch.add(t);
         }
     }
@@ -614,7 +629,10 @@ fn recommend_one(
             let author = variant.content * scale(s.author.0, max_content);
             let popular = variant.popular * model.popularity[s.title as usize];
             let reason = [
-                (similar, Reason::Similar(scratch.similar_from[s.title as usize].0)),
+                (
+                    similar,
+                    Reason::Similar(scratch.similar_from[s.title as usize].0),
+                ),
                 (genre, Reason::Genre(s.genre.1)),
                 (author, Reason::Author(s.author.1)),
                 (popular, Reason::Popular),
@@ -742,12 +760,20 @@ mod tests {
     fn population() -> (Catalog, Vec<(i64, u32, f32)>) {
         let mut catalog = Catalog::default();
         for id in 1..=20_i64 {
-            let (genre, author) = if id <= 10 { ("ROMANCE", "R") } else { ("ACTION", "A") };
+            let (genre, author) = if id <= 10 {
+                ("ROMANCE", "R")
+            } else {
+                ("ACTION", "A")
+            };
             catalog.add(id, &[genre.to_owned()], &[format!("{author}{}", id % 3)]);
         }
         let mut pairs = Vec::new();
         for reader in 1..=100_i64 {
-            let range: Vec<i64> = if reader <= 40 { (1..=10).collect() } else { (11..=20).collect() };
+            let range: Vec<i64> = if reader <= 40 {
+                (1..=10).collect()
+            } else {
+                (11..=20).collect()
+            };
             // Each reader read 5 of their genre's 10 titles, a different 5 by reader.
             for (k, id) in range.iter().enumerate() {
                 if (k as i64 + reader) % 2 == 0 {
@@ -762,7 +788,9 @@ mod tests {
     #[test]
     fn arms_are_stable_and_even() {
         assert_eq!(variant_of(42), variant_of(42));
-        let a = (1..=10_000).filter(|&u| variant_of(u).name == VARIANTS[0].name).count();
+        let a = (1..=10_000)
+            .filter(|&u| variant_of(u).name == VARIANTS[0].name)
+            .count();
         assert!((4_700..=5_300).contains(&a), "{a} of 10,000 in A");
     }
 
@@ -785,7 +813,11 @@ mod tests {
             let (opened, _) = history.of(r);
             assert_eq!(list.len(), 5);
             for pick in list {
-                assert!(!opened.contains(&pick.title), "reader {} got an opened title", history.readers[r]);
+                assert!(
+                    !opened.contains(&pick.title),
+                    "reader {} got an opened title",
+                    history.readers[r]
+                );
             }
             // The first picks are of the reader's own genre.
             let romance = history.readers[r] <= 40;
@@ -821,7 +853,10 @@ mod tests {
         assert_eq!(list.len(), 5);
         assert!(list.iter().all(|p| p.title != title));
         // The most popular titles are action ones.
-        assert!(list.iter().all(|p| catalog.ids[p.title as usize] > 10), "{list:?}");
+        assert!(
+            list.iter().all(|p| catalog.ids[p.title as usize] > 10),
+            "{list:?}"
+        );
     }
 
     #[test]
@@ -841,11 +876,15 @@ mod tests {
             })
             .collect();
         let results = evaluate(&catalog, &history, &held_out);
-        let baseline = results.iter().find(|e| e.variant == "popularity").expect("baseline");
+        let baseline = results
+            .iter()
+            .find(|e| e.variant == "popularity")
+            .expect("baseline");
         assert_eq!(baseline.readers, 40);
         for arm in results.iter().filter(|e| e.variant != "popularity") {
             assert!(
-                arm.recall_at_10 > baseline.recall_at_10 && arm.precision_at_10 > baseline.precision_at_10,
+                arm.recall_at_10 > baseline.recall_at_10
+                    && arm.precision_at_10 > baseline.precision_at_10,
                 "{arm:?} vs {baseline:?}"
             );
         }
@@ -853,7 +892,11 @@ mod tests {
 
     #[test]
     fn precision_and_recall_count_hits_in_the_first_k() {
-        let pick = |title| Pick { title, score: 1.0, reason: Reason::Popular };
+        let pick = |title| Pick {
+            title,
+            score: 1.0,
+            reason: Reason::Popular,
+        };
         let lists = vec![vec![pick(1), pick(2)], vec![pick(3)], vec![pick(9)]];
         let relevant = vec![vec![2, 5], vec![], vec![4]];
         let (readers, precision, recall) = precision_recall(&lists, &relevant, 2);
@@ -864,8 +907,9 @@ mod tests {
 
     #[test]
     fn the_evaluation_sample_is_stable_and_capped() {
-        let candidates: Vec<(i64, usize, Vec<u32>)> =
-            (0..(MAX_EVAL_READERS as i64 + 10)).map(|u| (u, u as usize, vec![1])).collect();
+        let candidates: Vec<(i64, usize, Vec<u32>)> = (0..(MAX_EVAL_READERS as i64 + 10))
+            .map(|u| (u, u as usize, vec![1]))
+            .collect();
         let a = eval_sample(candidates.clone());
         let mut reversed = candidates;
         reversed.reverse();

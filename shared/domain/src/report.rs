@@ -8,7 +8,9 @@ use std::fmt::Write as _;
 
 /// Bar labels and x labels longer than this (in characters, not bytes) are cut with "…".
 const MAX_LABEL_CHARS: usize = 24;
-const PALETTE: [&str; 6] = ["#2f6fdf", "#e0762b", "#2a9d6a", "#b3438f", "#7a6ad8", "#c4a329"];
+const PALETTE: [&str; 6] = [
+    "#2f6fdf", "#e0762b", "#2a9d6a", "#b3438f", "#7a6ad8", "#c4a329",
+];
 
 /// Horizontal bars, one per label: long (Korean) titles fit on the left.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,7 +78,7 @@ pub fn number(x: f64) -> String {
         let digits = format!("{}", x.abs() as u64);
         let mut out = String::new();
         for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i) % 3 == 0 {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);
@@ -313,7 +315,11 @@ impl Table {
 
 fn csv_cell(cell: &str) -> String {
     let risky = cell.starts_with(['=', '+', '-', '@', '\t', '\r']) && cell.parse::<f64>().is_err();
-    let cell = if risky { format!("'{cell}") } else { cell.to_owned() };
+    let cell = if risky {
+        format!("'{cell}")
+    } else {
+        cell.to_owned()
+    };
     if cell.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", cell.replace('"', "\"\""))
     } else {
@@ -347,7 +353,8 @@ th,td{border-bottom:1px solid #e5e5e5;padding:.3rem .5rem;text-align:left}th{bac
 
 impl Report {
     pub fn to_html(&self) -> String {
-        let mut out = String::from("<!DOCTYPE html>\n<html lang=\"ko\"><head><meta charset=\"utf-8\">");
+        let mut out =
+            String::from("<!DOCTYPE html>\n<html lang=\"ko\"><head><meta charset=\"utf-8\">");
         out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
         let _ = write!(
             out,
@@ -398,7 +405,10 @@ mod tests {
                 chart: Some(Chart::Bar(BarChart {
                     title: "<script>x</script>".into(),
                     unit: "reads".into(),
-                    bars: vec![("\"quoted\" 'title'".into(), 973.0), ("nan".into(), f64::NAN)],
+                    bars: vec![
+                        ("\"quoted\" 'title'".into(), 973.0),
+                        ("nan".into(), f64::NAN),
+                    ],
                 })),
                 table: Some(Table {
                     name: "t".into(),
@@ -448,7 +458,12 @@ mod tests {
 
     #[test]
     fn empty_charts_say_so() {
-        let bar = Chart::Bar(BarChart { title: "b".into(), unit: "u".into(), bars: vec![] }).svg();
+        let bar = Chart::Bar(BarChart {
+            title: "b".into(),
+            unit: "u".into(),
+            bars: vec![],
+        })
+        .svg();
         let line = Chart::Line(LineChart {
             title: "l".into(),
             unit: "u".into(),
@@ -467,7 +482,10 @@ mod tests {
             title: "l".into(),
             unit: "u".into(),
             x_labels: vec!["11-01".into()],
-            series: vec![Series { name: "s".into(), values: vec![f64::INFINITY] }],
+            series: vec![Series {
+                name: "s".into(),
+                values: vec![f64::INFINITY],
+            }],
         })
         .svg();
         let bars = report("r").to_html();
