@@ -208,6 +208,14 @@ def ensure_db_secret(client, check, problems):
         return client.create_secret(Name=DB_SECRET_NAME, SecretString=value)["ARN"]
 
 
+def env_value(value):
+    """A value as a dotenv line takes it: quoted when it holds what the format reads as syntax
+    (CATALOG_FEEDS has `=` inside)."""
+    if any(c in value for c in "= #'\"\\"):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return value
+
+
 def function_envs(template, ctx):
     """Each function's variables from the template, resolved for the local stack."""
     shared = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
@@ -272,7 +280,7 @@ def main():
     envs["functions"] = {k: v for env in envs.values() for k, v in env.items()}
     for name, env in envs.items():
         path = STATE / f"{name}.env"
-        path.write_text("".join(f"{k}={v}\n" for k, v in sorted(env.items())))
+        path.write_text("".join(f"{k}={env_value(v)}\n" for k, v in sorted(env.items())))
         print(f"  {path.relative_to(ROOT)}")
     summary = {logical: ctx.refs[logical] for logical in template["Resources"] if logical in ctx.refs}
     (STATE / "resources.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

@@ -12,7 +12,6 @@
 //! the function must not be what limits the API) and the p99 alarm (1,000 ms). Figures go to
 //! stdout and target/bench/results.json; there is no pass/fail.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,18 +21,6 @@ use integration_tests::{AdminApi, BenchResult, admin_call, bench_filter, record_
 const ADVERTISERS: i64 = 10_000;
 const REQUESTS: usize = 2_000;
 const IN_FLIGHT: usize = 8;
-
-fn result(name: &str, unit: &str, value: f64, baselines: &[(&str, f64)]) -> BenchResult {
-    BenchResult {
-        name: name.to_owned(),
-        unit: unit.to_owned(),
-        value,
-        baselines: baselines
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect::<BTreeMap<_, _>>(),
-    }
-}
 
 /// 10,000 advertisers, each with its 24 months: most COMPLETED, a few FAILED, one in flight.
 async fn seed(api: &AdminApi) -> anyhow::Result<()> {
@@ -150,13 +137,13 @@ async fn main() -> anyhow::Result<()> {
         ];
         for (name, path) in benches {
             let (rate, p99) = load(&deps, path).await?;
-            results.push(result(
+            results.push(BenchResult::new(
                 &format!("admin-api-{name}-throughput"),
                 "req/s",
                 rate,
                 &[("stage throttle (ApiRateLimit)", 200.0)],
             ));
-            results.push(result(
+            results.push(BenchResult::new(
                 &format!("admin-api-{name}-p99"),
                 "ms",
                 p99,

@@ -14,7 +14,6 @@
 //!
 //! Figures go to stdout and target/bench/results.json; there is no pass/fail.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,18 +34,6 @@ const AUDIENCE_ROWS: i64 = 1_000_000;
 const BACKFILL_ADVERTISERS: i64 = 1_000;
 /// The seed's orchestrator period.
 const SEED_TICK_SECS: f64 = 300.0;
-
-fn result(name: &str, unit: &str, value: f64, baselines: &[(&str, f64)]) -> BenchResult {
-    BenchResult {
-        name: name.to_owned(),
-        unit: unit.to_owned(),
-        value,
-        baselines: baselines
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect::<BTreeMap<_, _>>(),
-    }
-}
 
 /// A connection for setting a benchmark up: its bulk inserts run longer than the test pool's
 /// statement timeout allows.
@@ -80,7 +67,7 @@ async fn tick_bench(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
     .await?;
     let (first, summary) = timed_tick(&cdp).await?;
     anyhow::ensure!(summary["queued"] == FIRST_SIGHT_ADVERTISERS, "{summary}");
-    results.push(result(
+    results.push(BenchResult::new(
         "cdp-orchestrator-tick-1000-new-first-sight",
         "s",
         first,
@@ -113,7 +100,7 @@ async fn tick_bench(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
     sqlx::query("ANALYZE cdp_months").execute(&mut *db).await?;
     let (waiting, summary) = timed_tick(&cdp).await?;
     anyhow::ensure!(summary["waiting"] == TICK_ADVERTISERS, "{summary}");
-    results.push(result(
+    results.push(BenchResult::new(
         "cdp-orchestrator-tick-10000-in-flight",
         "s",
         waiting,
@@ -158,7 +145,7 @@ async fn tick_bench(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
     }
     let (steady, summary) = timed_tick(&cdp).await?;
     anyhow::ensure!(summary["idle"] == TICK_ADVERTISERS, "{summary}");
-    results.push(result(
+    results.push(BenchResult::new(
         "cdp-orchestrator-tick-10000-existing-unchanged",
         "s",
         steady,
@@ -200,13 +187,13 @@ async fn worker_bench(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
     .fetch_one(&cdp.db.pool)
     .await?;
     anyhow::ensure!(records == AUDIENCE_ROWS, "{records} audience rows");
-    results.push(result(
+    results.push(BenchResult::new(
         "cdp-worker-audience-1m-rows",
         "rows/s",
         AUDIENCE_ROWS as f64 / took,
         &[("target", 100_000.0)],
     ));
-    results.push(result(
+    results.push(BenchResult::new(
         "cdp-worker-audience-1m-rows-peak-rss",
         "MiB",
         peak,
@@ -273,7 +260,7 @@ async fn backfill_bench(results: &mut Vec<BenchResult>) -> anyhow::Result<()> {
     // The seed's pool runs one month per advertiser per tick, whatever its 5-20 threads: each
     // of these months has 28-31 records, inside its 1,000 records per run, so 24 ticks for
     // the backfill and one more for the current month.
-    results.push(result(
+    results.push(BenchResult::new(
         "cdp-backfill-1000-advertisers-x-24-months",
         "s",
         took,

@@ -10,7 +10,6 @@
 //!
 //! Figures go to stdout and target/bench/results.json; there is no pass/fail.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use adapters::guarded_http::{FetchPolicy, GuardedClient};
@@ -45,18 +44,6 @@ fn job_pool(db: &TestDb) -> PgPool {
     adapters::db::pool_with(&config, db.options.clone())
 }
 
-fn result(name: &str, unit: &str, value: f64, baselines: &[(&str, f64)]) -> BenchResult {
-    BenchResult {
-        name: name.to_owned(),
-        unit: unit.to_owned(),
-        value,
-        baselines: baselines
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
-            .collect::<BTreeMap<_, _>>(),
-    }
-}
-
 async fn bench_recommendations(db: &PgPool, day: NaiveDate) -> anyhow::Result<Vec<BenchResult>> {
     eprintln!(
         "recommendations: seeding {TITLES} titles and {READERS} readers × {EVENTS_PER_READER} events"
@@ -89,13 +76,13 @@ async fn bench_recommendations(db: &PgPool, day: NaiveDate) -> anyhow::Result<Ve
         generated.readers, generated.rows, generated.history_pairs, generated.evaluation
     );
     let mut results = vec![
-        result(
+        BenchResult::new(
             "recommendations: 100k readers × 20k titles × 5M events, wall time",
             "s",
             secs,
             &[("target", RECS_TARGET_SECS)],
         ),
-        result(
+        BenchResult::new(
             "recommendations: peak RSS",
             "MiB",
             rss,
@@ -103,7 +90,7 @@ async fn bench_recommendations(db: &PgPool, day: NaiveDate) -> anyhow::Result<Ve
         ),
     ];
     for eval in &generated.evaluation {
-        results.push(result(
+        results.push(BenchResult::new(
             &format!("recommendations: precision@10 of {}", eval.variant),
             "ratio",
             eval.precision_at_10,
@@ -193,13 +180,13 @@ async fn bench_collection(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
         summary["fetched"], summary["unchanged_titles"], summary["failed_titles"]
     );
     Ok(vec![
-        result(
+        BenchResult::new(
             "daily-collection: 10k entries, 10 % changed, wall time",
             "s",
             secs,
             &[("target", COLLECTION_TARGET_SECS)],
         ),
-        result(
+        BenchResult::new(
             "daily-collection: update requests into SQS",
             "req/s",
             changed / secs,

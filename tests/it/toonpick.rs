@@ -614,3 +614,129 @@ async fn object(aws: &TestAws, key: &str) -> anyhow::Result<Vec<u8>> {
         .await?;
     Ok(object.body.collect().await?.into_bytes().to_vec())
 }
+
+#[tokio::test]
+async fn an_sqs_outage_mid_collection_is_retried_and_loses_nothing() -> anyhow::Result<()> {
+    let mut c = Collection::new().await?;
+    serve(
+        &c.server,
+        vec![
+            (
+                "/naver.json",
+                page(vec![entry("n1", "하늘"), entry("n2", "바다")], None),
+            ),
+            ("/kakao.json", page(vec![entry("k1", "별")], None)),
+            ("/lezhin.json", page(vec![], None)),
+        ],
+    )
+    .await;
+    // SQS unreachable: every send fails, nothing is recorded as sent, the run is retried.
+    let healthy = c.deps.sqs.clone();
+    c.deps.sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&c.aws.sdk)
+            .endpoint_url("http://127.0.0.1:9")
+            .build(),
+    );
+    let err = c.run().await.expect_err("an outage fails the run");
+    assert!(err.is_retryable(), "{err}");
+    let summary = c.summary().await?;
+    assert_eq!(summary["failed_titles"], 3, "{summary}");
+    assert_eq!(c.db.count("SELECT count(*) FROM catalog_entries").await?, 0);
+    // The retry, SQS back: every title sent once.
+    c.deps.sqs = healthy;
+    let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(summary["new_titles"], 3);
+    assert_eq!(c.deliver("webtoon-create-request").await?.len(), 3);
+    assert_eq!(c.db.count("SELECT count(*) FROM catalog_entries").await?, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_database_outage_keeps_the_served_set_and_bad_input_is_refused() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let mut aws = TestAws::new().await?;
+    population(&db).await?;
+    let proxy = integration_tests::TcpProxy::start("127.0.0.1:5432".parse()?).await?;
+    let mut deps = recommendations::Deps {
+        reporter: reporter(&db, &mut aws).await?,
+    };
+    recommendations::handle(json!({"date": DAY}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let served: i64 = sqlx::query_scalar("SELECT DISTINCT set_id FROM current_recommendations")
+        .fetch_one(&db.pool)
+        .await?;
+
+    // Bad input is permanent, with its reason; nothing runs.
+    for bad in [
+        json!({"date": "yesterday"}),
+        json!({"date": "2999-01-01"}),
+        json!({"dae": DAY}),
+        json!([1]),
+    ] {
+        let err = recommendations::handle(bad.clone(), &deps)
+            .await
+            .expect_err("refused");
+        assert!(!err.is_retryable(), "{bad}: {err}");
+    }
+
+    // The database goes away: the run fails as retryable and readers keep yesterday's set.
+    deps.reporter.db = proxy.pool_for(&db);
+    proxy.cut();
+    let err = recommendations::handle(json!({"date": DAY}), &deps)
+        .await
+        .expect_err("outage");
+    assert!(err.is_retryable(), "{err}");
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT DISTINCT set_id FROM current_recommendations")
+            .fetch_one(&db.pool)
+            .await?,
+        served
+    );
+    proxy.restore();
+    let again = recommendations::handle(json!({"date": DAY}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert!(again["details"]["set_id"].as_i64() > Some(served));
+
+    // What a broken or hostile app could write is refused by the table, and a retried write
+    // (the same event id) is a no-op.
+    let title: i64 = sqlx::query_scalar("SELECT min(id) FROM webtoons")
+        .fetch_one(&db.pool)
+        .await?;
+    for (user, webtoon, kind, episode) in [
+        (0_i64, title, "view", None),
+        (1, title, "purchase", None),
+        (1, title, "episode_read", None),
+        (1, title, "view", Some(3)),
+        (1, -5, "view", None),
+    ] {
+        let inserted = sqlx::query(
+            "INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, episode_number, occurred_at)
+             VALUES (gen_random_uuid(), $1, $2, $3, $4, now())",
+        )
+        .bind(user)
+        .bind(webtoon)
+        .bind(kind)
+        .bind(episode)
+        .execute(&db.pool)
+        .await;
+        assert!(
+            inserted.is_err(),
+            "({user}, {webtoon}, {kind}, {episode:?}) was accepted"
+        );
+    }
+    let id = uuid::Uuid::new_v4();
+    for _ in 0..2 {
+        sqlx::query(
+            "INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, occurred_at)
+             VALUES ($1, 7, $2, 'like', now()) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(title)
+        .execute(&db.pool)
+        .await?;
+    }
+    assert_eq!(db.count("SELECT count(*) FROM user_webtoon_events WHERE kind = 'like' AND user_id = 7 AND occurred_at > now() - interval '1 minute'").await?, 1);
+    Ok(())
+}

@@ -15,6 +15,21 @@ pub struct BenchResult {
     pub baselines: std::collections::BTreeMap<String, f64>,
 }
 
+impl BenchResult {
+    /// A figure and the figures measured beside it (name → value, same unit).
+    pub fn new(name: &str, unit: &str, value: f64, baselines: &[(&str, f64)]) -> Self {
+        Self {
+            name: name.to_owned(),
+            unit: unit.to_owned(),
+            value,
+            baselines: baselines
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+        }
+    }
+}
+
 /// Which benchmarks to run: those whose name contains a word given on the command line
 /// (`cargo bench ... -- budget`), or all of them.
 pub fn bench_filter() -> impl Fn(&str) -> bool {
