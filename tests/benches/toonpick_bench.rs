@@ -179,7 +179,23 @@ async fn bench_collection(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
         "  collect: {secs:.2} s; fetched {}, changed {changed}, unchanged {}, failed {}",
         summary["fetched"], summary["unchanged_titles"], summary["failed_titles"]
     );
+    // The next night, nothing changed: the feed's pace and the diff, without sending.
+    let started = Instant::now();
+    let again = daily_collection::handle(json!({"date": sub_days(kst_date(now), 1)}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let quiet = started.elapsed().as_secs_f64();
+    eprintln!(
+        "  re-run: {quiet:.2} s; unchanged {}",
+        again["unchanged_titles"]
+    );
     Ok(vec![
+        BenchResult::new(
+            "daily-collection: 10k entries, nothing changed (re-run), wall time",
+            "s",
+            quiet,
+            &[("target", COLLECTION_TARGET_SECS)],
+        ),
         BenchResult::new(
             "daily-collection: 10k entries, 10 % changed, wall time",
             "s",

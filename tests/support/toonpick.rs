@@ -56,22 +56,27 @@ pub async fn seed_events(db: &PgPool, day: NaiveDate, p: Population) -> anyhow::
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SET statement_timeout = 0;
          CREATE TEMP TABLE seed_ids AS
-           SELECT array_agg(id ORDER BY id) AS ids FROM webtoons WHERE external_id LIKE 'seed-%';
+           SELECT (row_number() OVER (ORDER BY id) - 1)::int AS i, id
+             FROM webtoons WHERE external_id LIKE 'seed-%';
+         ALTER TABLE seed_ids ADD PRIMARY KEY (i);
+         ANALYZE seed_ids;
          INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, episode_number, occurred_at)
-           SELECT gen_random_uuid(), u,
-                  s.ids[1 + least(u % ({c} + 1), {c} - 1)
-                          + {c} * floor(({per_cluster})::float8
-                                        * power(((u * 7919 + k * 104729) % 10007) / 10007.0, 2))::int],
-                  CASE WHEN k % 5 = 0 THEN 'like' ELSE 'episode_read' END,
-                  CASE WHEN k % 5 = 0 THEN NULL ELSE 1 + k % 30 END,
-                  '{start}'::timestamptz - (1 + (u * 13 + k * 7) % {days}) * INTERVAL '1 day'
-                    + ((u + k) % 86000) * INTERVAL '1 second'
-             FROM seed_ids s, generate_series(1, {readers}) u, generate_series(1, {per_reader}) k;
+           SELECT gen_random_uuid(), e.u, s.id,
+                  CASE WHEN e.k % 5 = 0 THEN 'like' ELSE 'episode_read' END,
+                  CASE WHEN e.k % 5 = 0 THEN NULL ELSE 1 + e.k % 30 END,
+                  '{start}'::timestamptz - (1 + (e.u * 13 + e.k * 7) % {days}) * INTERVAL '1 day'
+                    + ((e.u + e.k) % 86000) * INTERVAL '1 second'
+             FROM (SELECT u, k, least(u % ({c} + 1), {c} - 1)
+                               + {c} * floor(({per_cluster})::float8
+                                             * power(((u * 7919 + k * 104729) % 10007) / 10007.0, 2))::int AS i
+                     FROM generate_series(1, {readers}) u, generate_series(1, {per_reader}) k) e
+             JOIN seed_ids s USING (i);
          INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, episode_number, occurred_at)
-           SELECT gen_random_uuid(), u,
-                  s.ids[1 + least(u % ({c} + 1), {c} - 1) + {c} * ((u * 31) % {per_cluster})],
-                  'episode_read', 1, '{start}'::timestamptz + (u % 80000) * INTERVAL '1 second'
-             FROM seed_ids s, generate_series(1, {readers}) u;
+           SELECT gen_random_uuid(), e.u, s.id, 'episode_read', 1,
+                  '{start}'::timestamptz + (e.u % 80000) * INTERVAL '1 second'
+             FROM (SELECT u, least(u % ({c} + 1), {c} - 1) + {c} * ((u * 31) % {per_cluster}) AS i
+                     FROM generate_series(1, {readers}) u) e
+             JOIN seed_ids s USING (i);
          DROP TABLE seed_ids;
          ANALYZE user_webtoon_events;",
         c = p.clusters,

@@ -26,8 +26,8 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::{NaiveDate, Utc};
 use domain::WorkerError;
 use domain::catalog::{
-    Change, Feed, PlatformSummary, Prepared, Request, batches, classify, next_page, parse_feeds,
-    parse_page, prepare,
+    Change, Feed, PlatformSummary, Request, batches, classify, next_page, parse_feeds, parse_page,
+    prepare,
 };
 use domain::webtoon::{Platform, RequestKind};
 use futures::StreamExt as _;
@@ -40,7 +40,8 @@ use url::Url;
 pub const JOB: &str = "daily-collection";
 /// Refused entries listed by reason in the summary, per platform (all are counted).
 const LISTED_FAILURES: usize = 10;
-/// SendMessageBatch calls in flight per platform.
+/// SendMessageBatch calls in flight per page. SQS takes far more; against the local endpoint
+/// (moto, the benchmark's bottleneck) 4 measured better than 8 (docs/benchmarks.md#toonpick).
 const SEND_CONCURRENCY: usize = 4;
 
 /// daily-collection's own settings.
@@ -222,84 +223,118 @@ fn emit_metrics(collected: &[(Platform, Collected)], platforms_failed: usize) {
     metrics.emit();
 }
 
-/// Collects one platform. Never fails: what goes wrong is in the summary.
+/// Collects one platform. Never fails: what goes wrong is in the summary. Pages are fetched
+/// at the platform's pace while the titles of the pages already read are classified and sent,
+/// so the wait between requests is not added to the sending.
 #[instrument(skip(deps, feed), fields(platform = feed.platform.as_str()))]
 pub async fn collect(deps: &Deps, feed: &Feed, day: NaiveDate, dry_run: bool) -> Collected {
     let mut out = Collected::default();
-    let (entries, fetch_error) = fetch_feed(deps, feed, &mut out.summary).await;
-    if let Some(err) = fetch_error {
-        warn!(error = %err, retryable = err.is_retryable(), "catalog feed failed");
-        out.summary.retryable = err.is_retryable();
-        out.summary.error = Some(err.to_string());
-    }
-    out.summary.fetched = entries.len() as i64;
-
-    let now = Utc::now();
-    let mut seen = HashSet::new();
-    let mut prepared: Vec<Prepared> = Vec::with_capacity(entries.len());
-    for (index, raw) in entries.into_iter().enumerate() {
-        match prepare(feed.platform, raw, now) {
-            Ok(entry) if seen.insert(entry.external_id.clone()) => prepared.push(entry),
-            Ok(entry) => out.refuse(format!("{}: listed twice", entry.external_id)),
-            Err(err) => out.refuse(format!("entry {index}: {err}")),
-        }
-    }
-
     let stored = match stored_hashes(deps, feed.platform).await {
         Ok(stored) => stored,
         Err(err) => {
-            out.summary.failed += prepared.len() as i64;
-            out.summary.retryable |= err.is_retryable();
+            out.summary.retryable = err.is_retryable();
             out.summary.error = Some(format!("read the last collection: {err}"));
             return out;
         }
     };
-    let mut to_send: Vec<(Request, String, String)> = Vec::new();
-    let mut unchanged = Vec::new();
-    for entry in &prepared {
-        let change = classify(
-            stored.get(&entry.external_id).map(String::as_str),
-            &entry.content_hash,
-        );
-        match change {
-            Change::New => out.summary.new += 1,
-            Change::Changed => out.summary.changed += 1,
-            Change::Unchanged => out.summary.unchanged += 1,
+    let (pages_tx, mut pages_rx) = tokio::sync::mpsc::channel::<Vec<Value>>(4);
+    let fetching = fetch_feed(deps, feed, pages_tx);
+    let processing = async {
+        let mut page = Page {
+            deps,
+            platform: feed.platform,
+            day,
+            dry_run,
+            stored: &stored,
+            seen: HashSet::new(),
+            now: Utc::now(),
+        };
+        while let Some(entries) = pages_rx.recv().await {
+            page.process(entries, &mut out).await;
         }
-        match change.kind() {
-            Some(kind) => match entry.request(feed.platform, kind, now) {
-                Ok(request) => to_send.push((
-                    request,
-                    entry.external_id.clone(),
-                    entry.content_hash.clone(),
-                )),
-                Err(err) => out.refuse(format!("{}: {err}", entry.external_id)),
-            },
-            None => unchanged.push(entry.external_id.clone()),
-        }
-    }
-    if dry_run {
-        return out;
-    }
-
-    if let Err(err) =
-        sqlx::query_file!("sql/mark_seen.sql", feed.platform.as_str(), &unchanged, day)
-            .execute(&deps.reporter.db)
-            .await
-    {
-        // Only bookkeeping: the next run marks them.
-        warn!(error = %err, "mark unchanged titles seen");
-    }
-    let failed = send_all(deps, feed.platform, day, to_send).await;
-    for (reason, retryable) in failed {
-        out.summary.retryable |= retryable;
-        if retryable && out.summary.error.is_none() {
-            out.summary.error = Some(format!("send requests: {reason}"));
-        }
-        out.refuse(reason);
+    };
+    let ((pages, fetch_error), ()) = tokio::join!(fetching, processing);
+    out.summary.pages = pages;
+    if let Some(err) = fetch_error {
+        warn!(error = %err, retryable = err.is_retryable(), "catalog feed failed");
+        out.summary.retryable |= err.is_retryable();
+        out.summary.error = Some(err.to_string());
     }
     info!(summary = %out.summary, "platform collected");
     out
+}
+
+/// What processing a platform's pages shares.
+struct Page<'a> {
+    deps: &'a Deps,
+    platform: Platform,
+    day: NaiveDate,
+    dry_run: bool,
+    stored: &'a HashMap<String, String>,
+    /// Titles already met in the feed: one listed twice is refused.
+    seen: HashSet<String>,
+    now: chrono::DateTime<Utc>,
+}
+
+impl Page<'_> {
+    /// Checks, classifies and (unless a dry run) sends one page's entries.
+    async fn process(&mut self, entries: Vec<Value>, out: &mut Collected) {
+        let first = out.summary.fetched;
+        out.summary.fetched += entries.len() as i64;
+        let mut to_send: Vec<(Request, String, String)> = Vec::new();
+        let mut unchanged = Vec::new();
+        for (index, raw) in (first..).zip(entries) {
+            let entry = match prepare(self.platform, raw, self.now) {
+                Ok(entry) if self.seen.insert(entry.external_id.clone()) => entry,
+                Ok(entry) => {
+                    out.refuse(format!("{}: listed twice", entry.external_id));
+                    continue;
+                }
+                Err(err) => {
+                    out.refuse(format!("entry {index}: {err}"));
+                    continue;
+                }
+            };
+            let change = classify(
+                self.stored.get(&entry.external_id).map(String::as_str),
+                &entry.content_hash,
+            );
+            match change {
+                Change::New => out.summary.new += 1,
+                Change::Changed => out.summary.changed += 1,
+                Change::Unchanged => out.summary.unchanged += 1,
+            }
+            match change.kind() {
+                Some(kind) => match entry.request(self.platform, kind, self.now) {
+                    Ok(request) => to_send.push((request, entry.external_id, entry.content_hash)),
+                    Err(err) => out.refuse(format!("{}: {err}", entry.external_id)),
+                },
+                None => unchanged.push(entry.external_id),
+            }
+        }
+        if self.dry_run {
+            return;
+        }
+        if let Err(err) = sqlx::query_file!(
+            "sql/mark_seen.sql",
+            self.platform.as_str(),
+            &unchanged,
+            self.day
+        )
+        .execute(&self.deps.reporter.db)
+        .await
+        {
+            // Only bookkeeping: the next run marks them.
+            warn!(error = %err, "mark unchanged titles seen");
+        }
+        for (reason, retryable) in send_all(self.deps, self.platform, self.day, to_send).await {
+            out.summary.retryable |= retryable;
+            if retryable && out.summary.error.is_none() {
+                out.summary.error = Some(format!("send requests: {reason}"));
+            }
+            out.refuse(reason);
+        }
+    }
 }
 
 impl Collected {
@@ -311,44 +346,48 @@ impl Collected {
     }
 }
 
-/// Reads a feed page by page, politely; returns what was read, and the error that stopped it.
+/// Reads a feed page by page, politely, handing each page's entries on as it arrives; returns
+/// how many pages were read, and the error that stopped it.
 async fn fetch_feed(
     deps: &Deps,
     feed: &Feed,
-    summary: &mut PlatformSummary,
-) -> (Vec<Value>, Option<FeedError>) {
-    let mut entries = Vec::new();
+    pages: tokio::sync::mpsc::Sender<Vec<Value>>,
+) -> (i64, Option<FeedError>) {
+    let mut read = 0_i64;
     let mut ticks = tokio::time::interval(deps.pace.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut url: Url = feed.url.clone();
     let mut visited = HashSet::new();
     loop {
-        if summary.pages as usize >= deps.pace.max_pages {
-            return (entries, Some(FeedError::TooManyPages(deps.pace.max_pages)));
+        if read as usize >= deps.pace.max_pages {
+            return (read, Some(FeedError::TooManyPages(deps.pace.max_pages)));
         }
         if !visited.insert(url.clone()) {
-            return (entries, Some(FeedError::Loop(url.to_string())));
+            return (read, Some(FeedError::Loop(url.to_string())));
         }
         ticks.tick().await;
-        let page = match deps
+        let fetched = match deps
             .client
             .get(&url, "application/json", "application/json")
             .await
         {
             Ok(fetched) => fetched,
-            Err(err) => return (entries, Some(FeedError::Fetch(err))),
+            Err(err) => return (read, Some(FeedError::Fetch(err))),
         };
-        summary.pages += 1;
-        let page = match parse_page(&page.bytes) {
+        read += 1;
+        let page = match parse_page(&fetched.bytes) {
             Ok(page) => page,
-            Err(err) => return (entries, Some(FeedError::Page(err))),
+            Err(err) => return (read, Some(FeedError::Page(err))),
         };
-        entries.extend(page.entries);
-        match page.next {
-            None => return (entries, None),
+        let next = page.next;
+        if pages.send(page.entries).await.is_err() {
+            return (read, None);
+        }
+        match next {
+            None => return (read, None),
             Some(next) => match next_page(&feed.url, &url, &next) {
                 Ok(next) => url = next,
-                Err(err) => return (entries, Some(FeedError::Page(err))),
+                Err(err) => return (read, Some(FeedError::Page(err))),
             },
         }
     }

@@ -298,22 +298,18 @@ async fn write_set(
         .fetch_one(db)
         .await
         .map_err(db::classify)?;
-    let chunks: Vec<Chunk> = readers
+    // Each chunk's columns are built when its INSERT starts, so at most WRITE_CONCURRENCY
+    // chunks (not the whole set's two million rows) are in memory at once.
+    let inserts = readers
         .chunks(READERS_PER_CHUNK)
         .zip(lists.chunks(READERS_PER_CHUNK))
-        .map(|(readers, lists)| {
-            let mut chunk = Chunk::default();
+        .map(|(readers, lists)| async move {
+            let mut c = Chunk::default();
             for (&reader, list) in readers.iter().zip(lists) {
                 for (rank, pick) in list.iter().enumerate() {
-                    chunk.push(catalog, reader, rank + 1, pick);
+                    c.push(catalog, reader, rank + 1, pick);
                 }
             }
-            chunk
-        })
-        .collect();
-    let inserts: Vec<_> = chunks
-        .iter()
-        .map(|c| {
             sqlx::query_file!(
                 "sql/insert.sql",
                 set_id,
@@ -327,8 +323,8 @@ async fn write_set(
                 &c.becauses,
             )
             .execute(db)
-        })
-        .collect();
+            .await
+        });
     futures::stream::iter(inserts)
         .buffer_unordered(WRITE_CONCURRENCY)
         .try_collect::<Vec<_>>()
