@@ -176,7 +176,6 @@ admin() {
     "http://127.0.0.1:$HTTP_PORT/v1/admin$path" "${args[@]}"
   printf ' %s\n' "$(cat "$LOGS/admin.out")"
 }
-# The body of an `admin` answer, pretty.
 # TOONPICK: the local catalog feeds (infra/local/catalog), and a small population of readers
 # with known tastes around the sample day: 24 titles (odd ones ROMANCE by 한소희, even ones
 # ACTION by 김무열), 60 readers (readers 1-20 read romance, the others action), 6 events each
@@ -222,6 +221,7 @@ reader_list() {
        FROM current_recommendations r JOIN webtoons w ON w.id = r.webtoon_id LEFT JOIN webtoons b ON b.id = r.because_id
       WHERE r.user_id = $1 ORDER BY r.rank LIMIT 10"
 }
+# The body of an `admin` answer, pretty.
 answer() { cut -d' ' -f2- | python3 -m json.tool; }
 failures() { python3 -c 'import json,sys; print(" ".join(sorted(f["itemIdentifier"] for f in json.load(sys.stdin)["batchItemFailures"])))'; }
 outcomes() { python3 -c 'import json,sys; print(" ".join(sorted(json.loads(l)["outcome"] for l in sys.stdin if l.strip())))'; }
@@ -526,6 +526,11 @@ peek objects ReportBucket | grep -q "reports/monthly/2026-11/report.html" || fai
 [ "$(admin GET /health none | cut -d' ' -f1)" = 200 ] || fail "admin health: $(cat "$LOGS/admin.out")"
 [ "$(admin GET /backfill/status none | cut -d' ' -f1)" = 401 ] || fail "admin API: a request without a token was let through"
 [ "$(admin GET /backfill/status alerts:write | cut -d' ' -f1)" = 403 ] || fail "admin API: a token without ops scopes was let through"
+# TOONPICK's stored results (the section above wrote them).
+out=$(admin GET /recommendations/7)
+[ "$(cut -d' ' -f2- <<<"$out" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["items"]))')" = 20 ] || fail "admin recommendations: $out"
+[ "$(admin GET '/insights/weekly?week=2026-11-20' | cut -d' ' -f2- | field week_start)" = 2026-11-16 ] || fail "admin weekly insights"
+[ "$(admin GET /recommendations/999999 | cut -d' ' -f1)" = 404 ] || fail "admin recommendations of nobody"
 out=$(admin GET /backfill/advertisers/501/progress)
 [ "$(cut -d' ' -f2- <<<"$out" | field months_done)" = 24 ] || fail "admin progress: $out"
 [ "$(admin POST /backfill/advertisers/502/trigger ops:read '' e2e-t1 | cut -d' ' -f1)" = 403 ] || fail "admin API: a reader triggered"

@@ -21,6 +21,7 @@ mod auth;
 pub mod backfill;
 pub mod health;
 pub mod idempotency;
+pub mod insights;
 pub mod jobs;
 pub mod openapi;
 pub mod operations;
@@ -173,6 +174,8 @@ pub fn router(deps: Arc<Deps>) -> adapters::http::App {
                 get(o::alert_deliveries),
             )
             .route("/admin/rollup/reviews", get(o::rollup_reviews))
+            .route("/admin/insights/weekly", get(insights::weekly))
+            .route("/admin/recommendations/{user_id}", get(insights::reader))
             .route(
                 "/admin/rollup/reviews/{stat_date}/{campaign_id}/resolve",
                 post(o::resolve_review),

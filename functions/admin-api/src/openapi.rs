@@ -15,7 +15,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi};
 
-use crate::{Deps, Reader, backfill, health, jobs, operations};
+use crate::{Deps, Reader, backfill, health, insights, jobs, operations};
 
 /// The only operation without the authorizer.
 pub const OPEN_PATH: &str = "/admin/health";
@@ -55,6 +55,8 @@ pub const OPEN_PATH: &str = "/admin/health";
         operations::alert_deliveries,
         operations::rollup_reviews,
         operations::resolve_review,
+        insights::weekly,
+        insights::reader,
     ),
     components(schemas(
         Problem,
@@ -70,6 +72,7 @@ pub const OPEN_PATH: &str = "/admin/health";
         (name = "backfill", description = "The CDP backfill (seed 001's /api/v2/batch)"),
         (name = "jobs", description = "The scheduled jobs (seed 002's /api/v1/worker/tasks)"),
         (name = "operations", description = "Dead letters, outcomes, reviews and health"),
+        (name = "insights", description = "TOONPICK's stored results: weekly analyses, readers' recommendations"),
     )
 )]
 pub struct ApiDoc;
@@ -269,7 +272,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(operations, 26);
+        assert_eq!(operations, 28);
         // Every reference resolves.
         let text = document_json();
         for (at, _) in text.match_indices("#/components/schemas/") {
