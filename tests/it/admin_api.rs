@@ -931,7 +931,8 @@ async fn the_template_opens_no_operation_of_the_document_but_health() -> anyhow:
             .replace("{request_id}", "req-1")
             .replace("{alert_id}", "1")
             .replace("{stat_date}", "2026-11-20")
-            .replace("{campaign_id}", "1");
+            .replace("{campaign_id}", "1")
+            .replace("{user_id}", "7");
         for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
             operations += 1;
             let send = |token: Option<&str>| {
@@ -961,6 +962,6 @@ async fn the_template_opens_no_operation_of_the_document_but_health() -> anyhow:
             assert_ne!(with_token, 401, "{method} {path} refuses a good token");
         }
     }
-    assert_eq!(operations, 26);
+    assert_eq!(operations, 28);
     Ok(())
 }
