@@ -47,6 +47,9 @@ const SEND_CONCURRENCY: usize = 4;
 /// daily-collection's own settings.
 #[derive(Deserialize)]
 struct Settings {
+    /// None configured (the template's default) is a run that collects nothing, not a
+    /// function that cannot start.
+    #[serde(default)]
     catalog_feeds: String,
     webtoon_create_queue_url: String,
     webtoon_update_queue_url: String,
