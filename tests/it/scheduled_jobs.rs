@@ -476,14 +476,7 @@ async fn budget_settlement_settles_the_day_when_a_counter_or_deductions_are_absu
 }
 
 async fn read_object(aws: &TestAws, key: &str) -> anyhow::Result<String> {
-    let object = aws
-        .s3
-        .get_object()
-        .bucket(&aws.bucket)
-        .key(key)
-        .send()
-        .await?;
-    Ok(String::from_utf8(object.body.collect().await?.to_vec())?)
+    Ok(String::from_utf8(aws.object(key).await?)?)
 }
 
 /// One raw event at an instant, with a device and an IP address.

@@ -559,7 +559,7 @@ async fn weekly_analysis_and_monthly_report_describe_the_population() -> anyhow:
             "{keys:?}"
         );
     }
-    let html = String::from_utf8(object(&aws, "reports/monthly/2026-11/report.html").await?)?;
+    let html = String::from_utf8(aws.object("reports/monthly/2026-11/report.html").await?)?;
     assert!(html.contains("<svg") && html.contains("GENRE-1") && html.contains("작품"));
     for external in ["<script", "src=", "href=", "url("] {
         assert!(
@@ -567,7 +567,7 @@ async fn weekly_analysis_and_monthly_report_describe_the_population() -> anyhow:
             "the report refers to something outside: {external}"
         );
     }
-    let genres_csv = String::from_utf8(object(&aws, "reports/monthly/2026-11/genres.csv").await?)?;
+    let genres_csv = String::from_utf8(aws.object("reports/monthly/2026-11/genres.csv").await?)?;
     assert!(
         genres_csv.contains("GENRE-0") && genres_csv.contains("GENRE-1"),
         "{genres_csv}"
@@ -598,21 +598,10 @@ async fn weekly_analysis_and_monthly_report_describe_the_population() -> anyhow:
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
-        String::from_utf8(object(&aws, "reports/monthly/2026-11/report.html").await?)?,
+        String::from_utf8(aws.object("reports/monthly/2026-11/report.html").await?)?,
         html
     );
     Ok(())
-}
-
-async fn object(aws: &TestAws, key: &str) -> anyhow::Result<Vec<u8>> {
-    let object = aws
-        .s3
-        .get_object()
-        .bucket(&aws.bucket)
-        .key(key)
-        .send()
-        .await?;
-    Ok(object.body.collect().await?.into_bytes().to_vec())
 }
 
 #[tokio::test]

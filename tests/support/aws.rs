@@ -183,6 +183,18 @@ impl TestAws {
         Ok(topic_arn)
     }
 
+    /// The bytes of an object in the test's bucket.
+    pub async fn object(&self, key: &str) -> anyhow::Result<Vec<u8>> {
+        let object = self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await?;
+        Ok(object.body.collect().await?.to_vec())
+    }
+
     pub async fn object_keys(&self) -> anyhow::Result<Vec<String>> {
         let listed = self
             .s3
