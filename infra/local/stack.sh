@@ -117,7 +117,9 @@ venv_up() {
 
 moto_up() {
   if ! listening "$MOTO_PORT"; then
-    nohup "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$LOGS/moto.log" 2>&1 &
+    # moto's server with its queue-depth fix (see the launcher's docstring).
+    nohup "$VENV/bin/python" "$ROOT/infra/local/moto_server.py" -H 127.0.0.1 -p "$MOTO_PORT" \
+      >"$LOGS/moto.log" 2>&1 &
     echo $! >"$RUN/moto.pid"
     wait_port "$MOTO_PORT" moto
   fi

@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
 use domain::budget::{counter_key, status_key};
 use domain::calendar::{add_days, add_months, kst_date, kst_day_start, month_of, sub_days};
 use domain::retention::Cutoffs;
-use integration_tests::{RedisServer, TestAws, TestDb};
+use integration_tests::{RedisServer, TestAws, TestDb, seed_titles};
 use redis::AsyncCommands as _;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -493,12 +493,13 @@ async fn event_at(db: &PgPool, at: DateTime<Utc>, device: &str) -> anyhow::Resul
     Ok(())
 }
 
-const RETENTION_COUNTS: [&str; 6] = [
+const RETENTION_COUNTS: [&str; 7] = [
     "partitions_dropped",
     "raw_events_deleted",
     "pseudonymised",
     "hourly_deleted",
     "daily_deleted",
+    "reader_events_deleted",
     "counters_deleted",
 ];
 
@@ -508,6 +509,8 @@ const RETENTION_STATE: &str = "
     SELECT format('hourly %s', window_date) FROM performance_metrics
     UNION ALL
     SELECT format('daily %s', stat_date) FROM campaign_daily_stats
+    UNION ALL
+    SELECT format('reader %s', occurred_at) FROM user_webtoon_events
     ORDER BY 1";
 
 #[tokio::test]
@@ -557,6 +560,17 @@ async fn retention_removes_only_what_is_past_each_window() -> anyhow::Result<()>
         .execute(&db.pool)
         .await?;
     }
+    let webtoon = seed_titles(&db.pool, 1, 1).await?[0];
+    for at in [cut.reader_events - second, cut.reader_events] {
+        sqlx::query(
+            "INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, occurred_at)
+             VALUES (gen_random_uuid(), 7, $1, 'view', $2)",
+        )
+        .bind(webtoon)
+        .bind(at)
+        .execute(&db.pool)
+        .await?;
+    }
     let mut conn = redis.connection().await?;
     let expired_counter = counter_key(1, sub_days(cut.counters, 1));
     let kept_counter = counter_key(1, cut.counters);
@@ -581,6 +595,7 @@ async fn retention_removes_only_what_is_past_each_window() -> anyhow::Result<()>
     assert_eq!(real["pseudonymised"], 2, "raw-at is past 30 days too");
     assert_eq!(real["hourly_deleted"], 1);
     assert_eq!(real["daily_deleted"], 1);
+    assert_eq!(real["reader_events_deleted"], 1);
     assert_eq!(real["counters_deleted"], 1);
     let dropped = real["details"]["partitions_dropped"].to_string();
     assert!(
@@ -613,7 +628,13 @@ async fn retention_removes_only_what_is_past_each_window() -> anyhow::Result<()>
     ] {
         assert!(after.contains(&kept), "{kept} in {after:#?}");
     }
-    assert_eq!(after.len(), 6);
+    let readers: Vec<&String> = after.iter().filter(|r| r.starts_with("reader")).collect();
+    assert_eq!(
+        readers.len(),
+        1,
+        "the event at the cut-off stays: {after:#?}"
+    );
+    assert_eq!(after.len(), 7);
     let (gone, kept, status): (bool, bool, bool) = redis::pipe()
         .exists(&expired_counter)
         .exists(&kept_counter)

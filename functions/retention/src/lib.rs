@@ -9,6 +9,7 @@
 //!   to its /24 (IPv4) or /48 (IPv6) network. Without the salt the hash cannot be reversed or
 //!   matched across runs; the network no longer names a host. Progress is kept, so each run
 //!   reads only the events that came of age since the last;
+//! - readers' activity (`user_webtoon_events`, what the recommendations learn from): 180 days;
 //! - Redis day counters: 7 days (found with SCAN, removed with pipelined UNLINKs).
 //!
 //! `{"dry_run": true}` reports the same figures and changes nothing. Every step is idempotent,
@@ -53,6 +54,7 @@ pub struct Removed {
     pub pseudonymised: i64,
     pub hourly_deleted: i64,
     pub daily_deleted: i64,
+    pub reader_events_deleted: i64,
     pub counters_deleted: i64,
 }
 
@@ -83,6 +85,7 @@ async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
         ("pseudonymised", removed.pseudonymised),
         ("hourly_deleted", removed.hourly_deleted),
         ("daily_deleted", removed.daily_deleted),
+        ("reader_events_deleted", removed.reader_events_deleted),
         ("counters_deleted", removed.counters_deleted),
     ];
     let details = json!({
@@ -140,6 +143,13 @@ pub async fn apply_to_db(
         sqlx::query_file_scalar!("sql/delete_daily.sql", cutoffs.daily, dry_run)
             .fetch_one(db)
             .await?;
+    removed.reader_events_deleted = sqlx::query_file_scalar!(
+        "sql/delete_reader_events.sql",
+        cutoffs.reader_events,
+        dry_run
+    )
+    .fetch_one(db)
+    .await?;
     info!(?removed, dry_run, "database retention applied");
     Ok(removed)
 }

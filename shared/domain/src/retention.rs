@@ -12,6 +12,10 @@ pub const RAW_EVENT_DAYS: u64 = 90;
 pub const PSEUDONYMISE_AFTER_DAYS: u64 = 30;
 pub const HOURLY_MONTHS: u32 = 12;
 pub const DAILY_MONTHS: u32 = 5 * 12;
+/// Readers' activity (`user_webtoon_events`): the recommendations read the last 120 days and
+/// the monthly report two months; past 180 days (a two-month margin for re-runs and late
+/// reports) a reader's history serves nothing and is personal data, so it goes.
+pub const READER_EVENT_DAYS: u64 = 180;
 /// Redis day counters are kept a week: long enough to re-run a settlement, short enough that
 /// the counters do not pile up.
 pub const COUNTER_DAYS: u64 = 7;
@@ -29,6 +33,8 @@ pub struct Cutoffs {
     pub daily: NaiveDate,
     /// Redis day counters of days before this are deleted.
     pub counters: NaiveDate,
+    /// Reader events that occurred before this are deleted.
+    pub reader_events: DateTime<Utc>,
 }
 
 impl Cutoffs {
@@ -41,6 +47,7 @@ impl Cutoffs {
             hourly: sub_months(as_of, HOURLY_MONTHS),
             daily: sub_months(as_of, DAILY_MONTHS),
             counters: sub_days(as_of, COUNTER_DAYS),
+            reader_events: kst_day_start(sub_days(as_of, READER_EVENT_DAYS)),
         }
     }
 }
@@ -90,6 +97,17 @@ mod tests {
         assert_eq!(c.hourly, day("2025-11-21"));
         assert_eq!(c.daily, day("2021-11-21"));
         assert_eq!(c.counters, day("2026-11-14"));
+        // 180 days before the 21st of November is the 25th of May, from 00:00 KST.
+        assert_eq!(c.reader_events, at("2026-05-24T15:00:00Z"));
+    }
+
+    #[test]
+    fn reader_events_outlive_every_reader_of_them() {
+        let window = i64::try_from(READER_EVENT_DAYS).expect("a small number");
+        // The recommendations' history plus the held-out day, re-run a month late.
+        assert!(window >= crate::recommend::HISTORY_DAYS + 1 + 31);
+        // The monthly report's month and the one before it, a month late.
+        assert!(window >= 3 * 31);
     }
 
     #[test]
