@@ -6,7 +6,8 @@
 //!   (≤ 1 GB).
 //! - daily-collection of 10,000 catalog entries (10 pages of 1,000, at the production pace of
 //!   2 requests per second) with 10 % changed since the last collection: wall time beside the
-//!   target (≤ 10 s), and update requests per second into SQS (the local endpoint).
+//!   target (≤ 10 s), and update requests per second into SQS (the local endpoint): over the
+//!   paced run, and again with the feed unpaced, which leaves diffing and sending.
 //!
 //! Figures go to stdout and target/bench/results.json; there is no pass/fail.
 
@@ -132,30 +133,21 @@ async fn bench_collection(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
     }
     // The last collection saw every title, a tenth of them before their change.
     let now = Utc::now();
-    let (mut ids, mut hashes, mut requests) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut hashes) = (Vec::new(), Vec::new());
     for i in 0..ENTRIES {
         let prepared =
             prepare(Platform::Naver, entry(i, ""), now).map_err(|e| anyhow::anyhow!("{e}"))?;
         ids.push(prepared.external_id.clone());
         hashes.push(prepared.content_hash.clone());
-        requests.push(format!("seeded-{i}"));
     }
-    sqlx::query(
-        "INSERT INTO catalog_entries (platform, external_id, content_hash, request_id, first_seen_on, changed_on, seen_on)
-         SELECT 'NAVER', e.id, e.hash, e.request, '2026-11-01', '2026-11-01', '2026-11-01'
-           FROM UNNEST($1::text[], $2::text[], $3::text[]) AS e (id, hash, request)",
-    )
-    .bind(&ids)
-    .bind(&hashes)
-    .bind(&requests)
-    .execute(&db.pool)
-    .await?;
+    let last_collection = (ids, hashes);
+    seed_last_collection(&db.pool, &last_collection).await?;
 
     let policy = FetchPolicy {
         allow_hosts: vec!["127.0.0.1".to_owned()],
         ..daily_collection::default_policy()
     };
-    let deps = daily_collection::Deps {
+    let mut deps = daily_collection::Deps {
         reporter: Reporter {
             db: db.pool.clone(),
             sns: adapters::aws::sns(&aws.sdk),
@@ -189,6 +181,17 @@ async fn bench_collection(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
         "  re-run: {quiet:.2} s; unchanged {}",
         again["unchanged_titles"]
     );
+    // The same change again with the feed unpaced: what is left is diffing and sending, so
+    // this is the rate the function gets requests into SQS.
+    seed_last_collection(&db.pool, &last_collection).await?;
+    deps.pace = daily_collection::Pace::new(Some(1_000.0), None);
+    let started = Instant::now();
+    let unpaced = daily_collection::handle(json!({"date": sub_days(kst_date(now), 1)}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sending = started.elapsed().as_secs_f64();
+    let sent = unpaced["changed_titles"].as_f64().unwrap_or(0.0);
+    eprintln!("  unpaced: {sending:.2} s; changed {sent}");
     Ok(vec![
         BenchResult::new(
             "daily-collection: 10k entries, nothing changed (re-run), wall time",
@@ -203,12 +206,38 @@ async fn bench_collection(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
             &[("target", COLLECTION_TARGET_SECS)],
         ),
         BenchResult::new(
-            "daily-collection: update requests into SQS",
+            "daily-collection: update requests into SQS, at the feed's pace",
             "req/s",
             changed / secs,
             &[],
         ),
+        BenchResult::new(
+            "daily-collection: update requests into SQS, feed unpaced",
+            "req/s",
+            sent / sending,
+            &[],
+        ),
     ])
+}
+
+/// What the last collection saw: every title, a tenth of them before their change.
+async fn seed_last_collection(
+    db: &PgPool,
+    (ids, hashes): &(Vec<String>, Vec<String>),
+) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM catalog_entries")
+        .execute(db)
+        .await?;
+    sqlx::query(
+        "INSERT INTO catalog_entries (platform, external_id, content_hash, request_id, first_seen_on, changed_on, seen_on)
+         SELECT 'NAVER', e.id, e.hash, 'seeded-' || e.n, '2026-11-01', '2026-11-01', '2026-11-01'
+           FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS e (id, hash, n)",
+    )
+    .bind(ids)
+    .bind(hashes)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 #[tokio::main]
