@@ -134,10 +134,7 @@ pub fn default_policy() -> FetchPolicy {
 }
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
-    let run = JobRun::start(JOB, payload)?;
-    run.clone()
-        .recording_failure(&deps.reporter, run_job(run, deps))
-        .await
+    JobRun::execute(JOB, payload, &deps.reporter, |run| run_job(run, deps)).await
 }
 
 /// One platform's collection: its counts and the reasons of its first refusals.

@@ -56,10 +56,7 @@ impl Deps {
 }
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
-    let run = JobRun::start(JOB, payload)?;
-    run.clone()
-        .recording_failure(&deps.reporter, run_job(run, deps))
-        .await
+    JobRun::execute(JOB, payload, &deps.reporter, |run| run_job(run, deps)).await
 }
 
 /// The report's files: name, content type and bytes.

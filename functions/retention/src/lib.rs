@@ -59,10 +59,7 @@ pub struct Removed {
 }
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
-    let run = JobRun::start(JOB, payload)?;
-    run.clone()
-        .recording_failure(&deps.reporter, run_job(run, deps))
-        .await
+    JobRun::execute(JOB, payload, &deps.reporter, |run| run_job(run, deps)).await
 }
 
 async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {

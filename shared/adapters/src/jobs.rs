@@ -27,7 +27,7 @@ pub struct JobRun {
 
 impl JobRun {
     /// Reads the invocation payload; bad input is a permanent error with its reason.
-    pub fn start(job: &'static str, payload: Value) -> Result<Self, WorkerError> {
+    fn start(job: &'static str, payload: Value) -> Result<Self, WorkerError> {
         let input = JobInput::parse(payload)?;
         let started_at = Utc::now();
         let run = Self {
@@ -40,6 +40,21 @@ impl JobRun {
         };
         info!(job, target_date = %run.target_date, dry_run = run.dry_run, scheduled_time = ?input.scheduled_time, "job started");
         Ok(run)
+    }
+
+    /// A scheduled job's whole invocation: reads `payload` (bad input is refused before any
+    /// work), runs `work` for it, and records a failure (see [`Self::recording_failure`]).
+    pub async fn execute<Work>(
+        job: &'static str,
+        payload: Value,
+        reporter: &Reporter,
+        work: impl FnOnce(Self) -> Work,
+    ) -> Result<Value, WorkerError>
+    where
+        Work: Future<Output = Result<Value, WorkerError>>,
+    {
+        let run = Self::start(job, payload)?;
+        run.clone().recording_failure(reporter, work(run)).await
     }
 
     /// A run of a job that reads its own input (the CDP orchestrator's tick), for `target_date`,
