@@ -161,22 +161,15 @@ async fn bench_collection(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
         pace: daily_collection::Pace::new(None, None),
     };
     eprintln!("daily-collection: {ENTRIES} entries in {pages} pages, 10 % changed");
-    let started = Instant::now();
-    let summary = daily_collection::handle(json!({"date": sub_days(kst_date(now), 1)}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let secs = started.elapsed().as_secs_f64();
+    let day = sub_days(kst_date(now), 1);
+    let (summary, secs) = collect(day, &deps).await?;
     let changed = summary["changed_titles"].as_f64().unwrap_or(0.0);
     eprintln!(
         "  collect: {secs:.2} s; fetched {}, changed {changed}, unchanged {}, failed {}",
         summary["fetched"], summary["unchanged_titles"], summary["failed_titles"]
     );
     // The next night, nothing changed: the feed's pace and the diff, without sending.
-    let started = Instant::now();
-    let again = daily_collection::handle(json!({"date": sub_days(kst_date(now), 1)}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let quiet = started.elapsed().as_secs_f64();
+    let (again, quiet) = collect(day, &deps).await?;
     eprintln!(
         "  re-run: {quiet:.2} s; unchanged {}",
         again["unchanged_titles"]
@@ -185,11 +178,7 @@ async fn bench_collection(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
     // this is the rate the function gets requests into SQS.
     seed_last_collection(&db.pool, &last_collection).await?;
     deps.pace = daily_collection::Pace::new(Some(1_000.0), None);
-    let started = Instant::now();
-    let unpaced = daily_collection::handle(json!({"date": sub_days(kst_date(now), 1)}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let sending = started.elapsed().as_secs_f64();
+    let (unpaced, sending) = collect(day, &deps).await?;
     let sent = unpaced["changed_titles"].as_f64().unwrap_or(0.0);
     eprintln!("  unpaced: {sending:.2} s; changed {sent}");
     Ok(vec![
@@ -218,6 +207,15 @@ async fn bench_collection(db: &TestDb) -> anyhow::Result<Vec<BenchResult>> {
             &[],
         ),
     ])
+}
+
+/// One collection for `day`: its summary and wall time in seconds.
+async fn collect(day: NaiveDate, deps: &daily_collection::Deps) -> anyhow::Result<(Value, f64)> {
+    let started = Instant::now();
+    let summary = daily_collection::handle(json!({ "date": day }), deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((summary, started.elapsed().as_secs_f64()))
 }
 
 /// What the last collection saw: every title, a tenth of them before their change.
