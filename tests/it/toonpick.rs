@@ -200,6 +200,10 @@ async fn collection_sends_new_and_changed_titles_once_and_a_failing_platform_sto
         (Some(5), Some(3), Some(2), Some(2)),
         "{got}"
     );
+    // Read to its end, NAVER says what it no longer lists (nothing yet); a feed that failed
+    // says nothing of what is gone.
+    assert_eq!(got["gone"], 0);
+    assert_eq!(summary["details"]["platforms"]["KAKAO"].get("gone"), None);
     assert!(
         summary["details"]["platforms"]["KAKAO"]["error"]
             .as_str()
@@ -292,6 +296,36 @@ async fn collection_sends_new_and_changed_titles_once_and_a_failing_platform_sto
             .await?
             .is_empty()
     );
+
+    // A title the feed no longer lists is reported as gone, and stays where it is.
+    serve(
+        &c.server,
+        vec![
+            (
+                "/naver.json",
+                page(
+                    vec![entry("n1", "하늘 (개정판)"), entry("n2", "바다")],
+                    None,
+                ),
+            ),
+            ("/kakao.json", kakao()),
+            ("/lezhin.json", page(vec![], None)),
+        ],
+    )
+    .await;
+    let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(summary["gone_titles"], 1);
+    let naver = &summary["details"]["platforms"]["NAVER"];
+    assert_eq!(naver["gone"], 1);
+    assert_eq!(
+        naver["gone_titles"],
+        json!([format!("n3 (last listed {DAY})")])
+    );
+    assert_eq!(summary["details"]["platforms"]["KAKAO"]["gone"], 0);
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM webtoons WHERE external_id = 'n3'")
+        .fetch_one(&c.db.pool)
+        .await?;
+    assert_eq!(kept, 1);
     Ok(())
 }
 

@@ -26,8 +26,8 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::{NaiveDate, Utc};
 use domain::WorkerError;
 use domain::catalog::{
-    Change, Feed, PlatformSummary, Request, batches, classify, next_page, parse_feeds, parse_page,
-    prepare,
+    Change, Feed, PlatformSummary, Request, batches, classify, gone, next_page, parse_feeds,
+    parse_page, prepare,
 };
 use domain::webtoon::{Platform, RequestKind};
 use futures::StreamExt as _;
@@ -38,7 +38,8 @@ use tracing::{info, instrument, warn};
 use url::Url;
 
 pub const JOB: &str = "daily-collection";
-/// Refused entries listed by reason in the summary, per platform (all are counted).
+/// Refused entries listed by reason, and gone titles by id, in the summary, per platform (all
+/// are counted).
 const LISTED_FAILURES: usize = 10;
 /// SendMessageBatch calls in flight per page. SQS takes far more; against the local endpoint
 /// (moto, the benchmark's bottleneck) 4 measured better than 8 (docs/benchmarks.md#toonpick).
@@ -137,11 +138,19 @@ pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
     JobRun::execute(JOB, payload, &deps.reporter, |run| run_job(run, deps)).await
 }
 
-/// One platform's collection: its counts and the reasons of its first refusals.
+/// One platform's collection: its counts, the reasons of its first refusals and its first gone
+/// titles.
 #[derive(Debug, Clone, Default)]
 pub struct Collected {
     pub summary: PlatformSummary,
     pub refusals: Vec<String>,
+    pub gone: Vec<String>,
+}
+
+/// What the last collections recorded of one title.
+struct Stored {
+    content_hash: String,
+    seen_on: NaiveDate,
 }
 
 async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
@@ -168,12 +177,16 @@ async fn run_job(run: JobRun, deps: &Deps) -> Result<Value, WorkerError> {
         ("changed_titles", total(|s| s.changed)),
         ("unchanged_titles", total(|s| s.unchanged)),
         ("failed_titles", total(|s| s.failed)),
+        ("gone_titles", total(|s| s.gone.unwrap_or(0))),
     ];
     let platforms: serde_json::Map<String, Value> = collected
         .iter()
         .map(|(platform, c)| {
             let mut entry = json!(c.summary);
             entry["refusals"] = json!(c.refusals);
+            if c.summary.gone.is_some() {
+                entry["gone_titles"] = json!(c.gone);
+            }
             (platform.as_str().to_owned(), entry)
         })
         .collect();
@@ -216,6 +229,9 @@ fn emit_metrics(collected: &[(Platform, Collected)], platforms_failed: usize) {
         metrics.put("NewTitles", c.summary.new as f64, Unit::Count);
         metrics.put("ChangedTitles", c.summary.changed as f64, Unit::Count);
         metrics.put("FailedTitles", c.summary.failed as f64, Unit::Count);
+        if let Some(gone) = c.summary.gone {
+            metrics.put("GoneTitles", gone as f64, Unit::Count);
+        }
         metrics.emit();
     }
     let mut metrics = Metrics::for_function(function).dimension("Job", JOB);
@@ -225,7 +241,9 @@ fn emit_metrics(collected: &[(Platform, Collected)], platforms_failed: usize) {
 
 /// Collects one platform. Never fails: what goes wrong is in the summary. Pages are fetched
 /// at the platform's pace while the titles of the pages already read are classified and sent,
-/// so the wait between requests is not added to the sending.
+/// so the wait between requests is not added to the sending. A feed read to its end also says
+/// which stored titles it no longer lists; they are reported, not deleted (webtoon-sync has no
+/// delete request, and a platform's listing may drop a title only for a while).
 #[instrument(skip(deps, feed), fields(platform = feed.platform.as_str()))]
 pub async fn collect(deps: &Deps, feed: &Feed, day: NaiveDate, dry_run: bool) -> Collected {
     let mut out = Collected::default();
@@ -252,13 +270,28 @@ pub async fn collect(deps: &Deps, feed: &Feed, day: NaiveDate, dry_run: bool) ->
         while let Some(entries) = pages_rx.recv().await {
             page.process(entries, &mut out).await;
         }
+        page.seen
     };
-    let ((pages, fetch_error), ()) = tokio::join!(fetching, processing);
+    let ((pages, fetch_error), listed) = tokio::join!(fetching, processing);
     out.summary.pages = pages;
-    if let Some(err) = fetch_error {
-        warn!(error = %err, retryable = err.is_retryable(), "catalog feed failed");
-        out.summary.retryable |= err.is_retryable();
-        out.summary.error = Some(err.to_string());
+    match fetch_error {
+        Some(err) => {
+            warn!(error = %err, retryable = err.is_retryable(), "catalog feed failed");
+            out.summary.retryable |= err.is_retryable();
+            out.summary.error = Some(err.to_string());
+        }
+        None => {
+            let gone = gone(
+                stored.iter().map(|(id, s)| (id.as_str(), s.seen_on)),
+                &listed,
+            );
+            out.summary.gone = Some(gone.len() as i64);
+            out.gone = gone
+                .iter()
+                .take(LISTED_FAILURES)
+                .map(|(id, last)| domain::text::storable(&format!("{id} (last listed {last})")))
+                .collect();
+        }
     }
     info!(summary = %out.summary, "platform collected");
     out
@@ -270,8 +303,8 @@ struct Page<'a> {
     platform: Platform,
     day: NaiveDate,
     dry_run: bool,
-    stored: &'a HashMap<String, String>,
-    /// Titles already met in the feed: one listed twice is refused.
+    stored: &'a HashMap<String, Stored>,
+    /// The ids the feed lists, valid entries or not: one listed twice is refused.
     seen: HashSet<String>,
     now: chrono::DateTime<Utc>,
 }
@@ -284,19 +317,23 @@ impl Page<'_> {
         let mut to_send: Vec<(Request, String, String)> = Vec::new();
         let mut unchanged = Vec::new();
         for (index, raw) in (first..).zip(entries) {
+            if let Some(id) = raw.get("external_id").and_then(Value::as_str)
+                && !self.seen.insert(id.to_owned())
+            {
+                out.refuse(format!("{id}: listed twice"));
+                continue;
+            }
             let entry = match prepare(self.platform, raw, self.now) {
-                Ok(entry) if self.seen.insert(entry.external_id.clone()) => entry,
-                Ok(entry) => {
-                    out.refuse(format!("{}: listed twice", entry.external_id));
-                    continue;
-                }
+                Ok(entry) => entry,
                 Err(err) => {
                     out.refuse(format!("entry {index}: {err}"));
                     continue;
                 }
             };
             let change = classify(
-                self.stored.get(&entry.external_id).map(String::as_str),
+                self.stored
+                    .get(&entry.external_id)
+                    .map(|s| s.content_hash.as_str()),
                 &entry.content_hash,
             );
             match change {
@@ -419,14 +456,20 @@ impl FeedError {
 async fn stored_hashes(
     deps: &Deps,
     platform: Platform,
-) -> Result<HashMap<String, String>, WorkerError> {
+) -> Result<HashMap<String, Stored>, WorkerError> {
     let rows = sqlx::query_file!("sql/stored_hashes.sql", platform.as_str())
         .fetch_all(&deps.reporter.db)
         .await
         .map_err(db::classify)?;
     Ok(rows
         .into_iter()
-        .map(|row| (row.external_id, row.content_hash))
+        .map(|row| {
+            let stored = Stored {
+                content_hash: row.content_hash,
+                seen_on: row.seen_on,
+            };
+            (row.external_id, stored)
+        })
         .collect())
 }
 

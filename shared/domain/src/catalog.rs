@@ -7,9 +7,10 @@
 //! `requested_at`, which the collection adds. Entries are checked one by one with webtoon-sync's
 //! own validation, so a bad entry is counted and reported, never sent, and never stops the rest.
 
+use std::collections::HashSet;
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -215,6 +216,10 @@ pub struct PlatformSummary {
     /// Entries refused (invalid, duplicated in the feed) or not sent.
     pub failed: i64,
     pub pages: i64,
+    /// Titles earlier collections stored that the feed, read to its end, no longer lists
+    /// (reported, not deleted); `None` when the feed was not read to its end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gone: Option<i64>,
     /// Why the platform could not be read to its end; what was read before still counts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -231,6 +236,21 @@ impl fmt::Display for PlatformSummary {
             self.fetched, self.new, self.changed, self.unchanged, self.failed
         )
     }
+}
+
+/// The titles stored for a platform that its feed no longer lists, with the day each was last
+/// listed: the most recently listed first (the newly gone), then by id. Only a feed read to its
+/// end says what it no longer lists.
+pub fn gone<'a>(
+    stored: impl IntoIterator<Item = (&'a str, NaiveDate)>,
+    listed: &HashSet<String>,
+) -> Vec<(&'a str, NaiveDate)> {
+    let mut gone: Vec<(&str, NaiveDate)> = stored
+        .into_iter()
+        .filter(|(id, _)| !listed.contains(*id))
+        .collect();
+    gone.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    gone
 }
 
 /// The longest body SQS takes in one message (256 KiB); a larger entry is refused, not sent.
@@ -385,5 +405,23 @@ mod tests {
         ]);
         assert_eq!(large.len(), 2);
         assert_eq!(oversized.len(), 1);
+    }
+
+    #[test]
+    fn gone_titles_are_the_stored_ones_no_longer_listed_newly_gone_first() {
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 11, d).expect("day");
+        let listed: HashSet<String> = ["a", "c"].map(String::from).into();
+        let stored = [
+            ("a", day(23)),
+            ("b", day(20)),
+            ("c", day(23)),
+            ("d", day(22)),
+            ("e", day(22)),
+        ];
+        assert_eq!(
+            gone(stored, &listed),
+            vec![("d", day(22)), ("e", day(22)), ("b", day(20))]
+        );
+        assert!(gone([("a", day(23))], &listed).is_empty());
     }
 }
