@@ -7,9 +7,8 @@
 //! transaction, so re-running a day gives the same final state, and a crash leaves the old rows.
 //! Review items are announced once: the summary lists those not yet notified, then marks them.
 
-use adapters::bootstrap::ScheduledJob;
 use adapters::db;
-use adapters::jobs::{JobRun, Reporter};
+use adapters::jobs::JobRun;
 use chrono::{NaiveDate, Utc};
 use domain::WorkerError;
 use domain::calendar::{add_days, add_months, kst_date, kst_day_start, month_of};
@@ -22,17 +21,8 @@ pub const JOB: &str = "daily-rollup";
 /// Review items listed by name in the summary message (all are counted).
 const LISTED_REVIEWS: usize = 50;
 
-pub struct Deps {
-    pub reporter: Reporter,
-}
-
-impl Deps {
-    pub async fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            reporter: ScheduledJob::from_env().await?.reporter,
-        })
-    }
-}
+/// Its work is all in the database: the run reporter is all it needs.
+pub use adapters::bootstrap::DatabaseJob as Deps;
 
 /// What one rollup changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -15,10 +15,9 @@
 
 use std::collections::HashMap;
 
-use adapters::bootstrap::ScheduledJob;
 use adapters::db;
 use adapters::emf::{Metrics, Unit};
-use adapters::jobs::{JobRun, Reporter};
+use adapters::jobs::JobRun;
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::WorkerError;
 use domain::calendar::{add_days, kst_day_start, sub_days};
@@ -38,17 +37,8 @@ const READERS_PER_CHUNK: usize = 5_000;
 /// INSERTs in flight.
 const WRITE_CONCURRENCY: usize = 2;
 
-pub struct Deps {
-    pub reporter: Reporter,
-}
-
-impl Deps {
-    pub async fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            reporter: ScheduledJob::from_env().await?.reporter,
-        })
-    }
-}
+/// Its work is all in the database: the run reporter is all it needs.
+pub use adapters::bootstrap::DatabaseJob as Deps;
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
     JobRun::execute(JOB, payload, &deps.reporter, |run| run_job(run, deps)).await

@@ -5,9 +5,8 @@
 //! replaced by a re-run.
 
 use adapters::activity::{self, Periods};
-use adapters::bootstrap::ScheduledJob;
 use adapters::db;
-use adapters::jobs::{JobRun, Reporter};
+use adapters::jobs::JobRun;
 use chrono::NaiveDate;
 use domain::WorkerError;
 use domain::analysis::{TitleWeek, genre_popularity, reads_per_reader, trends, week_of};
@@ -18,17 +17,8 @@ use tracing::instrument;
 
 pub const JOB: &str = "weekly-analysis";
 
-pub struct Deps {
-    pub reporter: Reporter,
-}
-
-impl Deps {
-    pub async fn from_env() -> anyhow::Result<Self> {
-        Ok(Self {
-            reporter: ScheduledJob::from_env().await?.reporter,
-        })
-    }
-}
+/// Its work is all in the database: the run reporter is all it needs.
+pub use adapters::bootstrap::DatabaseJob as Deps;
 
 pub async fn handle(payload: Value, deps: &Deps) -> Result<Value, WorkerError> {
     JobRun::execute(JOB, payload, &deps.reporter, |run| run_job(run, deps)).await

@@ -114,3 +114,16 @@ impl ScheduledJob {
         Ok(Self { sdk, reporter })
     }
 }
+
+/// The dependencies of a job whose work is all in its database: the run reporter alone.
+pub struct DatabaseJob {
+    pub reporter: Reporter,
+}
+
+impl DatabaseJob {
+    pub async fn from_env() -> anyhow::Result<Self> {
+        Ok(Self {
+            reporter: ScheduledJob::from_env().await?.reporter,
+        })
+    }
+}
