@@ -251,16 +251,16 @@ async fn collection_sends_new_and_changed_titles_once_and_a_failing_platform_sto
     );
 
     // A changed title is one update, sent once however many runs see it at once.
+    let revised = |next| {
+        page(
+            vec![entry("n1", "하늘 (개정판)"), entry("n2", "바다")],
+            next,
+        )
+    };
     serve(
         &c.server,
         vec![
-            (
-                "/naver.json",
-                page(
-                    vec![entry("n1", "하늘 (개정판)"), entry("n2", "바다")],
-                    Some("naver-2.json"),
-                ),
-            ),
+            ("/naver.json", revised(Some("naver-2.json"))),
             ("/naver-2.json", naver_2()),
             ("/kakao.json", kakao()),
             ("/lezhin.json", page(vec![], None)),
@@ -301,13 +301,7 @@ async fn collection_sends_new_and_changed_titles_once_and_a_failing_platform_sto
     serve(
         &c.server,
         vec![
-            (
-                "/naver.json",
-                page(
-                    vec![entry("n1", "하늘 (개정판)"), entry("n2", "바다")],
-                    None,
-                ),
-            ),
+            ("/naver.json", revised(None)),
             ("/kakao.json", kakao()),
             ("/lezhin.json", page(vec![], None)),
         ],
