@@ -240,6 +240,13 @@ def function_envs(template, ctx):
     # A function's name is its crate's, as cargo lambda watch serves it.
     for logical, props in resources(template, "AWS::Serverless::Function"):
         ctx.refs[logical] = pathlib.PurePosixPath(props["CodeUri"]).name
+    # Each function's timeout: cargo lambda watch gives every invocation a deadline in 1970,
+    # which the functions' telemetry replaces with this (adapters::telemetry::deadline).
+    default_timeout = template.get("Globals", {}).get("Function", {}).get("Timeout", 3)
+    local["LOCAL_FUNCTION_TIMEOUTS"] = ",".join(
+        f"{pathlib.PurePosixPath(props['CodeUri']).name}={ctx.resolve(props.get('Timeout', default_timeout))}"
+        for logical, props in sorted(resources(template, "AWS::Serverless::Function"))
+    )
     envs = {}
     for logical, props in resources(template, "AWS::Serverless::Function"):
         name = pathlib.PurePosixPath(props["CodeUri"]).name

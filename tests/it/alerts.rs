@@ -541,7 +541,54 @@ async fn subscribers_added_or_muted_between_alerts_are_honoured() -> anyhow::Res
         ]
     );
     // Keyed by user id: one user's alerts stay on one partition, in order.
-    assert!(records.iter().all(|r| !r.payload.is_empty()));
+    for record in &records {
+        let v: Value = serde_json::from_slice(&record.payload)?;
+        assert_eq!(
+            record.key.as_deref(),
+            v["userId"].as_str().map(str::as_bytes),
+            "{v}"
+        );
+    }
+    Ok(())
+}
+
+/// docs/functions/alert-fanout.md: the alert's app and kind are read from `alerts`, not
+/// trusted from the record; recipients are active users, not muted, with no matching
+/// subscription muted (a mute wins). Planted: a forged record naming another app and kind, an
+/// inactive subscriber, and a user whose kind subscription is live but whose `*` is muted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_come_from_the_stored_alert_and_a_mute_wins() -> anyhow::Result<()> {
+    let w = World::new(&[], &[]).await?;
+    w.user("ana", &[("bank-api", "DEPLOYMENT")]).await?; // the stored alert's subscriber
+    w.user("sho", &[("shop-api", "ERROR")]).await?; // what the forged record names
+    w.user("ina", &[("bank-api", "*")]).await?;
+    w.user("mu", &[("bank-api", "DEPLOYMENT"), ("bank-api", "*")])
+        .await?;
+    sqlx::query("UPDATE alert_users SET active = false WHERE user_id = 'ina'")
+        .execute(&w.db.pool)
+        .await?;
+    sqlx::query(
+        "UPDATE alert_subscriptions SET muted = true WHERE user_id = 'mu' AND alert_kind = '*'",
+    )
+    .execute(&w.db.pool)
+    .await?;
+    let (status, body) = w
+        .post(Some("ops"), &alert_body("bank-api", "DEPLOYMENT", None))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = body["id"].as_i64().unwrap_or_default();
+    let forged = json!({"alertId": id, "alertKind": "ERROR", "appName": "shop-api"}).to_string();
+    let event = kafka_event(&w.created_topic, 0, NOW_MS, &[forged])?;
+    alert_fanout::handle(event, &w.fanout()?).await?;
+    let records = read_topic(&w.user_topic, 5, Duration::from_secs(3)).await?;
+    let users: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let v: Value = serde_json::from_slice(&r.payload).unwrap_or_default();
+            v["userId"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(users, ["ana"]);
     Ok(())
 }
 
@@ -770,14 +817,61 @@ async fn the_websocket_authorizer_allows_only_valid_tokens_for_the_audience() ->
             .await?;
     assert_eq!(effect(&allowed), "Allow");
     assert_eq!(allowed["context"]["userId"], "ana");
-    for refused in [
-        None,
-        Some(token("ana", "another-audience", 300)?),
-        Some(token("ana", LOCAL_AUDIENCE, -600)?),
-        Some("not-a-token".to_owned()),
+    // docs/functions/alert-connections.md: RS256 of the issuer's keys, issuer, audience,
+    // expiry, not-before and a subject are all checked. Planted: tokens signed with the right
+    // key that claim one wrong thing each, and tokens not signed by it.
+    let jwt = repo_root().join(".stack/jwt");
+    let now = devtools::token::unix_now()?;
+    let claims = |change: Value| {
+        let mut claims = json!({
+            "iss": LOCAL_ISSUER, "aud": LOCAL_AUDIENCE, "sub": "ana",
+            "iat": now, "exp": now + 300, "scope": "alerts:write",
+        });
+        for (key, value) in change.as_object().into_iter().flatten() {
+            if value.is_null() {
+                claims.as_object_mut().map(|c| c.remove(key));
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        claims
+    };
+    let signed = |change: Value| devtools::token::signed_token(&jwt, &claims(change));
+    let good = token("ana", LOCAL_AUDIENCE, 300)?;
+    let unsigned = {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = good.split('.').nth(1).unwrap_or_default();
+        format!("{}.{payload}.", b64.encode(r#"{"alg":"none","typ":"JWT"}"#))
+    };
+    let tampered = {
+        let parts: Vec<&str> = good.split('.').collect();
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = b64.encode(claims(json!({"sub": "mallory"})).to_string());
+        format!("{}.{payload}.{}", parts[0], parts.get(2).unwrap_or(&""))
+    };
+    for (what, refused) in [
+        ("no token", None),
+        (
+            "another audience",
+            Some(token("ana", "another-audience", 300)?),
+        ),
+        ("expired", Some(token("ana", LOCAL_AUDIENCE, -600)?)),
+        ("not a token", Some("not-a-token".to_owned())),
+        (
+            "another issuer",
+            Some(signed(json!({"iss": "https://evil.example/"}))?),
+        ),
+        ("not yet valid", Some(signed(json!({"nbf": now + 3600}))?)),
+        ("no subject", Some(signed(json!({"sub": null}))?)),
+        ("empty subject", Some(signed(json!({"sub": ""}))?)),
+        ("no expiry", Some(signed(json!({"exp": null}))?)),
+        ("alg none", Some(unsigned)),
+        ("payload changed after signing", Some(tampered)),
     ] {
         let answer = alert_connections::handle(authorize(refused), &deps).await?;
-        assert_eq!(effect(&answer), "Deny");
+        assert_eq!(effect(&answer), "Deny", "{what}");
     }
 
     // $connect twice and $disconnect twice: one row, then none.

@@ -444,7 +444,7 @@ async fn a_month_failing_four_times_deactivates_only_its_advertiser_and_tells_op
         (Some(0), Some(0))
     );
     let backfill = cdp.backfill(cdp.db.pool.clone());
-    assert!(backfill.set_active(6, true, "").await?);
+    assert!(backfill.set_active(6, true, "", "ops").await?);
     assert_eq!(cdp.months(6).await?[0].1, "QUEUED");
     let job = cdp.take_jobs().await?;
     assert!(
@@ -674,6 +674,106 @@ async fn processing_a_month_again_writes_identical_objects_and_rows() -> anyhow:
     Ok(())
 }
 
+/// README, "The CDP dataset": rows the platform cannot vouch for (a negative count, more
+/// clicks than impressions) are left out and counted as the month's `failed_records` — in
+/// the audience as in the performance rows. Planted: one device with 3 clicks and no
+/// impression, one campaign-day with more clicks than impressions, beside good ones.
+#[tokio::test]
+async fn devices_and_days_it_cannot_vouch_for_are_left_out_and_counted() -> anyhow::Result<()> {
+    let cdp = Cdp::new().await?;
+    let current = current_month(today());
+    cdp.advertiser(16, "EXISTING").await?;
+    daily_stats(&cdp, 16, current, yesterday()).await?;
+    sqlx::query(
+        "INSERT INTO campaign_daily_stats
+             (campaign_id, stat_date, advertiser_id, impressions, clicks, conversions, cost_micros, hours)
+         VALUES (161, $1, 16, 2, 7, 0, 0, 24)",
+    )
+    .bind(yesterday())
+    .execute(&cdp.db.pool)
+    .await?;
+    raw_events(&cdp, 16, &[("device-good", 4)]).await?;
+    let noon = kst_day_start(yesterday()) + TimeDelta::hours(12);
+    sqlx::query(
+        "INSERT INTO ad_events (event_id, occurred_at, campaign_id, advertiser_id, event_type, cost_micros, device_id)
+         SELECT gen_random_uuid(), $1 + make_interval(secs => n), 160, 16, 'click', 1000, 'device-clicks-only'
+           FROM generate_series(1, 3) AS n",
+    )
+    .bind(noon)
+    .execute(&cdp.db.pool)
+    .await?;
+    cdp.run("tick").await?;
+    cdp.work_until_empty(&cdp.worker()).await?;
+
+    let audience = rows(
+        cdp.object(&object_key(16, current, Dataset::Audience))
+            .await?,
+    )?;
+    let devices: Vec<String> = audience
+        .iter()
+        .map(|r| Ok(r.get_string(0)?.clone()))
+        .collect::<anyhow::Result<_>>()?;
+    // device_key(16, "device-good"), as Python's hashlib computes it.
+    assert_eq!(devices, ["cf7b465a288365cf8fec9462f90fb003"]);
+    let performance = rows(
+        cdp.object(&object_key(16, current, Dataset::Performance))
+            .await?,
+    )?;
+    assert!(
+        performance.iter().all(|r| r.get_long(0).ok() == Some(160)),
+        "the campaign-day with 7 clicks and 2 impressions is not exported"
+    );
+    let days = (yesterday() - current).num_days() + 1;
+    assert_eq!(performance.len() as i64, days);
+    let failed: i64 = sqlx::query_scalar(
+        "SELECT failed_records FROM cdp_months WHERE advertiser_id = 16 AND month = $1",
+    )
+    .bind(current)
+    .fetch_one(&cdp.db.pool)
+    .await?;
+    assert_eq!(failed, 2, "one device and one campaign-day");
+    Ok(())
+}
+
+/// docs/functions/cdp-backfill.md: a month with more records than `CDP_MAX_RECORDS` fails
+/// (counted as a retry), rather than write a file it cannot vouch for. Planted: 11
+/// campaign-days yesterday under a limit of 10.
+#[tokio::test]
+async fn a_month_over_its_record_limit_fails_and_writes_nothing() -> anyhow::Result<()> {
+    let cdp = Cdp::new().await?;
+    cdp.advertiser(17, "EXISTING").await?;
+    sqlx::query(
+        "INSERT INTO campaign_daily_stats
+             (campaign_id, stat_date, advertiser_id, impressions, clicks, conversions, cost_micros, hours)
+         SELECT 1700 + c, $1, 17, 1000, 50, 5, 10000000, 24 FROM generate_series(1, 11) AS c",
+    )
+    .bind(yesterday())
+    .execute(&cdp.db.pool)
+    .await?;
+    cdp.run("tick").await?;
+    let mut worker = cdp.worker();
+    worker.limits.max_records = 10;
+    cdp.work_until_empty(&worker).await?;
+    let months = cdp.months(17).await?;
+    assert_eq!(
+        months
+            .iter()
+            .map(|m| (m.1.as_str(), m.2))
+            .collect::<Vec<_>>(),
+        [("FAILED", 1)],
+        "{months:?}"
+    );
+    assert!(
+        cdp.aws
+            .object_keys()
+            .await?
+            .iter()
+            .all(|k| !k.starts_with("cdp/advertiser_id=17/")),
+        "no file of the month"
+    );
+    Ok(())
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -698,11 +798,11 @@ async fn manual_controls_add_retry_activate_and_deactivate() -> anyhow::Result<(
     );
     assert!(
         backfill
-            .set_active(20, false, "paused by an operator")
+            .set_active(20, false, "paused by an operator", "ops")
             .await?
     );
     assert!(
-        !backfill.set_active(21, false, "").await?,
+        !backfill.set_active(21, false, "", "ops").await?,
         "no such advertiser"
     );
     let tick = cdp.run("tick").await?;
@@ -714,7 +814,7 @@ async fn manual_controls_add_retry_activate_and_deactivate() -> anyhow::Result<(
     )
     .execute(&cdp.db.pool)
     .await?;
-    assert!(backfill.set_active(20, true, "").await?);
+    assert!(backfill.set_active(20, true, "", "ops").await?);
     assert!(backfill.retry_month(20, months[0].0).await?);
     assert_eq!(
         cdp.months(20).await?[0],
@@ -783,13 +883,13 @@ async fn a_retry_of_an_inactive_advertisers_month_is_refused() -> anyhow::Result
     .bind(current)
     .execute(&cdp.db.pool)
     .await?;
-    assert!(backfill.set_active(31, false, "broken feed").await?);
+    assert!(backfill.set_active(31, false, "broken feed", "ops").await?);
     assert!(
         !backfill.retry_month(31, current).await?,
         "activate it instead"
     );
     assert_eq!(cdp.months(31).await?, [(current, "FAILED".to_owned(), 4)]);
-    assert!(backfill.set_active(31, true, "").await?);
+    assert!(backfill.set_active(31, true, "", "ops").await?);
     assert_eq!(cdp.months(31).await?, [(current, "QUEUED".to_owned(), 0)]);
     Ok(())
 }

@@ -530,6 +530,77 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
     Ok(())
 }
 
+/// docs/functions/recommendations.md: a title the reader opened in any way is never
+/// recommended — also one opened 150 days ago, outside the model's 120 days but within the 180
+/// days reads are kept. Planted: each reader's first pick of a run, then marked as viewed 150
+/// days before the target day. The oracle is the table of reads, not the model.
+#[tokio::test]
+async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let mut aws = TestAws::new().await?;
+    population(&db).await?;
+    let deps = recommendations::Deps {
+        reporter: reporter(&db, &mut aws).await?,
+    };
+    recommendations::handle(json!({"date": DAY}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let planted = sqlx::query(
+        "INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, occurred_at)
+         SELECT gen_random_uuid(), user_id, webtoon_id, 'view', $1::timestamptz - INTERVAL '150 days'
+           FROM current_recommendations WHERE rank = 1",
+    )
+    .bind(domain::calendar::kst_day_start(day()))
+    .execute(&db.pool)
+    .await?
+    .rows_affected();
+    assert_eq!(planted, 300);
+    // Active = an event in the last 30 days: a reader seen only 40 days ago gets no list.
+    sqlx::query(
+        "INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, occurred_at)
+         SELECT gen_random_uuid(), 900001, id, 'like', $1::timestamptz - INTERVAL '40 days'
+           FROM webtoons ORDER BY id LIMIT 5",
+    )
+    .bind(domain::calendar::kst_day_start(day()))
+    .execute(&db.pool)
+    .await?;
+    let summary = recommendations::handle(json!({"date": DAY}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(
+        summary["readers"], 300,
+        "the reader of 40 days ago is not active"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM current_recommendations WHERE user_id = 900001")
+            .await?,
+        0
+    );
+    let opened = db
+        .count(
+            "SELECT count(*) FROM current_recommendations r
+              WHERE EXISTS (SELECT 1 FROM user_webtoon_events e
+                             WHERE e.user_id = r.user_id AND e.webtoon_id = r.webtoon_id)",
+        )
+        .await?;
+    assert_eq!(opened, 0, "recommendations of titles the reader opened");
+    assert_eq!(
+        db.count("SELECT count(*) FROM current_recommendations")
+            .await?,
+        300 * 20
+    );
+    // Only the two newest complete sets are kept: a third run drops the first.
+    recommendations::handle(json!({"date": DAY}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(
+        db.count("SELECT count(*) FROM recommendation_sets WHERE state = 'complete'")
+            .await?,
+        2
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn weekly_analysis_and_monthly_report_describe_the_population() -> anyhow::Result<()> {
     let db = TestDb::new().await?;

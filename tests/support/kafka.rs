@@ -42,9 +42,10 @@ pub async fn create_topics(names: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A record read back from a topic: payload and headers.
+/// A record read back from a topic: key, payload and headers.
 #[derive(Debug, Clone)]
 pub struct Consumed {
+    pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: HashMap<String, String>,
 }
@@ -87,6 +88,7 @@ pub async fn read_topic(
             })
             .unwrap_or_default();
         out.push(Consumed {
+            key: message.key().map(<[u8]>::to_vec),
             payload: message.payload().unwrap_or_default().to_vec(),
             headers,
         });

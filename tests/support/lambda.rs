@@ -1,6 +1,9 @@
 //! A Lambda invoke endpoint in the test process: `POST /2015-03-31/functions/<name>/invocations`
 //! answered by an async handler, so a local event source can drive a function's real code.
 //! (wiremock answers synchronously; a handler that writes to the database needs an await.)
+//! Each invocation runs with the deadline Lambda would give it: the named function's timeout in
+//! the template, as the local stack's provisioning wrote it (`LOCAL_FUNCTION_TIMEOUTS` in
+//! `.stack/functions.env`), so retries within an invocation run as they do in Lambda.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -23,8 +26,13 @@ where
             let handler = Arc::clone(&handler);
             tokio::spawn(async move {
                 let (status, body) = match read_body(&mut socket).await {
-                    Ok(body) => match serde_json::from_slice(&body) {
-                        Ok(event) => (200, handler(event).await),
+                    Ok((function, body)) => match serde_json::from_slice(&body) {
+                        Ok(event) => {
+                            let deadline = std::time::Instant::now() + timeout_of(&function);
+                            let answer =
+                                adapters::telemetry::with_deadline(deadline, handler(event));
+                            (200, answer.await)
+                        }
                         Err(err) => (400, serde_json::json!({"errorMessage": err.to_string()})),
                     },
                     Err(err) => (400, serde_json::json!({"errorMessage": err.to_string()})),
@@ -43,8 +51,20 @@ where
     Ok(base)
 }
 
-/// Reads one HTTP request's body (the invoke API sends a Content-Length).
-async fn read_body(socket: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
+/// `function`'s timeout in the template (the local stack's `LOCAL_FUNCTION_TIMEOUTS`); the
+/// template's global 60 s for a name it does not list.
+fn timeout_of(function: &str) -> std::time::Duration {
+    let env = std::fs::read_to_string(crate::repo_root().join(".stack/functions.env"))
+        .unwrap_or_default();
+    env.lines()
+        .find_map(|line| line.strip_prefix("LOCAL_FUNCTION_TIMEOUTS="))
+        .and_then(|list| adapters::telemetry::timeout_of(list.trim_matches('"'), function))
+        .unwrap_or(std::time::Duration::from_secs(60))
+}
+
+/// Reads one HTTP request: the function it names and its body (the invoke API sends a
+/// Content-Length).
+async fn read_body(socket: &mut TcpStream) -> anyhow::Result<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0_u8; 64 * 1024];
     loop {
@@ -61,7 +81,14 @@ async fn read_body(socket: &mut TcpStream) -> anyhow::Result<Vec<u8>> {
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0);
         if buf.len() >= end + 4 + length {
-            return Ok(buf[end + 4..end + 4 + length].to_vec());
+            let function = head
+                .split_whitespace()
+                .nth(1)
+                .and_then(|path| path.strip_prefix("/2015-03-31/functions/"))
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or_default()
+                .to_owned();
+            return Ok((function, buf[end + 4..end + 4 + length].to_vec()));
         }
     }
 }

@@ -12,7 +12,8 @@ pub struct Reader(pub Caller);
 /// A caller who may also change things (`ops:admin`).
 pub struct Admin(pub Caller);
 
-async fn caller_with<S: Send + Sync>(
+/// The caller, if it has the role `needed`: 401 without verified claims, 403 without the role.
+pub(crate) async fn caller_with<S: Send + Sync>(
     parts: &mut Parts,
     state: &S,
     needed: Role,

@@ -103,8 +103,10 @@ pub struct Advertiser {
     pub backfill_start_month: Option<String>,
     pub backfill_completed: bool,
     pub last_completed_month: Option<String>,
-    /// Why it was deactivated (an exhausted month, or an operator).
+    /// Why it was deactivated (an exhausted month's error, or the operator's reason).
     pub deactivated_reason: Option<String>,
+    /// The operator (the token's subject) who deactivated it; null when an exhausted month did.
+    pub deactivated_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -120,6 +122,7 @@ macro_rules! advertiser {
             backfill_completed: $row.backfill_completed,
             last_completed_month: $row.last_completed_month.map(month_key),
             deactivated_reason: $row.deactivated_reason,
+            deactivated_by: $row.deactivated_by,
             created_at: $row.created_at,
             updated_at: $row.updated_at,
         }
@@ -471,7 +474,7 @@ pub async fn running(
 pub struct NewAdvertiser {
     #[schema(minimum = 1)]
     pub advertiser_id: i64,
-    /// 1 to 200 characters.
+    /// 1 to 200 characters as sent, not blank, no control characters; stored trimmed.
     #[schema(min_length = 1, max_length = 200)]
     pub name: String,
 }
@@ -500,12 +503,10 @@ pub async fn add(
         if new.advertiser_id <= 0 {
             return Err(Problem::invalid("advertiser_id must be positive"));
         }
+        // Its length is the document's, checked as sent (crate::contract).
         let name = new.name.trim();
-        let length = name.chars().count();
-        if !(1..=200).contains(&length) || name.chars().any(char::is_control) {
-            return Err(Problem::invalid(
-                "name must be 1 to 200 characters without control characters",
-            ));
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(Problem::invalid("name is blank or has control characters"));
         }
         let added = deps
             .backfill
@@ -640,7 +641,7 @@ pub async fn retry(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Deactivation {
-    /// 1 to 500 characters.
+    /// 1 to 500 characters as sent, not blank; stored trimmed, the operator beside it.
     #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
 }
@@ -662,7 +663,7 @@ pub async fn activate(
     Params(path): Params<AdvertiserPath>,
 ) -> Result<Response, Problem> {
     let id = path.advertiser_id;
-    let work = set_active(&deps, id, true, format!("activated by {}", caller.subject));
+    let work = set_active(&deps, id, true, "", &caller.subject);
     let change = Change {
         action: "backfill.activate",
         target: format!("advertisers/{id}"),
@@ -684,12 +685,12 @@ pub async fn deactivate(
     let id = path.advertiser_id;
     let work = async {
         let deactivation: Deactivation = json_body(&headers, &body)?;
+        // Its length (1 to 500) is the document's, checked as sent; blank is not a reason.
         let reason = deactivation.reason.trim();
-        let length = reason.chars().count();
-        if !(1..=500).contains(&length) {
-            return Err(Problem::invalid("reason must be 1 to 500 characters"));
+        if reason.is_empty() {
+            return Err(Problem::invalid("reason is blank"));
         }
-        set_active(&deps, id, false, format!("{reason} ({})", caller.subject)).await
+        set_active(&deps, id, false, reason, &caller.subject).await
     };
     let change = Change {
         action: "backfill.deactivate",
@@ -703,9 +704,10 @@ async fn set_active(
     deps: &Deps,
     id: i64,
     active: bool,
-    reason: String,
+    reason: &str,
+    by: &str,
 ) -> Result<(StatusCode, Value), Problem> {
-    if !deps.backfill.set_active(id, active, &reason).await? {
+    if !deps.backfill.set_active(id, active, reason, by).await? {
         return Err(Problem::not_found());
     }
     Ok((

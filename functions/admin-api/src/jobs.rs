@@ -224,11 +224,8 @@ pub async fn execute(
 ) -> Result<Response, Problem> {
     let work = async {
         let spec = domain::admin::job(&path.job).ok_or_else(Problem::not_found)?;
-        let request: ExecutionRequest = if body.iter().all(u8::is_ascii_whitespace) {
-            ExecutionRequest::default()
-        } else {
-            json_body(&headers, &body)?
-        };
+        // The body is required (`{}` for the schedule's own input), as the document says.
+        let request: ExecutionRequest = json_body(&headers, &body)?;
         let execution_id = Uuid::new_v4();
         let input = execution_input(
             spec,

@@ -19,6 +19,7 @@
 
 mod auth;
 pub mod backfill;
+pub mod contract;
 pub mod health;
 pub mod idempotency;
 pub mod insights;
@@ -180,6 +181,8 @@ pub fn router(deps: Arc<Deps>) -> adapters::http::App {
                 "/admin/rollup/reviews/{stat_date}/{campaign_id}/resolve",
                 post(o::resolve_review),
             )
+            // Every route's request checked against the OpenAPI document first.
+            .route_layer(axum::middleware::from_fn(contract::enforce))
             .with_state(deps),
     )
 }

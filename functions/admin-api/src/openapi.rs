@@ -82,6 +82,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The document as a JSON value, as the contract reads it ([`crate::contract`]).
+pub fn document_value() -> serde_json::Value {
+    serde_json::to_value(document()).unwrap_or_default()
+}
+
 /// The document as JSON text, as `docs/openapi.json` holds it.
 pub fn document_json() -> String {
     document().to_pretty_json().unwrap_or_default() + "\n"

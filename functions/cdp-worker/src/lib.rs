@@ -219,7 +219,7 @@ pub async fn export_month(
         write_performance(job, deps, (first, end), &mut budget, failed_records).await?;
     let audience_key = object_key(job.advertiser_id, job.month, Dataset::Audience);
     let audience = if audience_retained(job.month, today) {
-        write_audience(job, deps, (first, end), &mut budget).await?
+        write_audience(job, deps, (first, end), &mut budget, failed_records).await?
     } else {
         // A month written while its events were kept and run again after they went: the old
         // file must not stand beside a summary that says `not_retained`. (Only then: on the
@@ -291,6 +291,7 @@ async fn write_audience(
     deps: &Deps,
     (first, end): (NaiveDate, NaiveDate),
     budget: &mut u64,
+    failed_records: &mut u64,
 ) -> Result<Export, WorkerError> {
     let temp = temp_path(job, Dataset::Audience);
     let _remove = TempFile(temp.clone());
@@ -306,13 +307,20 @@ async fn write_audience(
     let mut chunk = AudienceChunk::default();
     let read = async {
         while let Some(row) = rows.try_next().await.map_err(db::classify)? {
-            take_one(budget)?;
             let counts = DailyCounts {
                 impressions: row.impressions,
                 clicks: row.clicks,
                 conversions: row.conversions,
                 cost_micros: row.cost_micros,
             };
+            // The same rule as the performance rows: a device the platform cannot vouch for
+            // (more clicks than impressions, say) is left out and counted, not exported.
+            if let Some(flaw) = counts.flaw() {
+                *failed_records += 1;
+                warn!(flaw, "device left out");
+                continue;
+            }
+            take_one(budget)?;
             chunk.push(DeviceFact {
                 device_key: device_key(job.advertiser_id, &row.device_id),
                 counts: &counts,

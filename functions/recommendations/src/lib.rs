@@ -88,6 +88,8 @@ struct Activity {
     all: Vec<(i64, u32, f32)>,
     read_on_day: Vec<(i64, u32)>,
     last_at: HashMap<i64, DateTime<Utc>>,
+    /// (reader, title) opened before the window: excluded, not learned from.
+    earlier: Vec<(i64, u32)>,
 }
 
 /// Generates (and unless `dry_run`, writes) the set for `day`. Public for the benchmark.
@@ -133,7 +135,7 @@ pub async fn generate(
     let evaluation = evaluate(&catalog, &before, &held_out);
     drop(before);
 
-    let all = History::from_pairs(activity.all);
+    let all = History::from_pairs(activity.all).with_earlier(activity.earlier);
     let model = train(&catalog, &all);
     let active_since = kst_day_start(sub_days(day, (ACTIVE_DAYS - 1) as u64));
     let active: Vec<usize> = (0..all.readers.len())
@@ -205,7 +207,15 @@ async fn load_activity(
         all: Vec::new(),
         read_on_day: Vec::new(),
         last_at: HashMap::new(),
+        earlier: Vec::new(),
     };
+    let mut earlier = sqlx::query_file!("sql/opened_earlier.sql", window_start).fetch(db);
+    while let Some(row) = earlier.try_next().await? {
+        if let Some(title) = catalog.title(row.webtoon_id) {
+            activity.earlier.push((row.user_id, title));
+        }
+    }
+    drop(earlier);
     let mut rows = sqlx::query_file!(
         "sql/engagement.sql",
         day,

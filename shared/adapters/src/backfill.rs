@@ -594,13 +594,14 @@ impl Backfill {
     }
 
     /// Activates an advertiser (its exhausted months get their retries back, and it is
-    /// advanced at once) or deactivates it with the operator's `reason`. Returns whether it
-    /// exists.
+    /// advanced at once) or deactivates it with the `reason` of the operator `by` (both kept
+    /// apart, the reason cut to its 500 characters). Returns whether it exists.
     pub async fn set_active(
         &self,
         advertiser_id: i64,
         active: bool,
         reason: &str,
+        by: &str,
     ) -> Result<bool, WorkerError> {
         let reason = bounded_error(reason);
         let found = sqlx::query_file_scalar!(
@@ -609,6 +610,7 @@ impl Backfill {
             active,
             reason,
             i32::try_from(MAX_RETRIES).unwrap_or(i32::MAX),
+            by,
         )
         .fetch_one(&self.db)
         .await

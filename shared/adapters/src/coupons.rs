@@ -3,6 +3,7 @@
 
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
+use domain::WorkerError;
 use domain::coupon::Outcome;
 use serde::Serialize;
 use sqlx::PgPool;
@@ -18,18 +19,21 @@ pub struct Answer {
     pub decided_at: DateTime<Utc>,
 }
 
-/// The recorded outcome of a request, if it has been decided.
-pub async fn lookup(db: &PgPool, request_id: &str) -> anyhow::Result<Option<Answer>> {
+/// The recorded outcome of a request, if it has been decided. A request id the database
+/// cannot even compare (a NUL byte, say) is the caller's mistake: refused, not retryable.
+pub async fn lookup(db: &PgPool, request_id: &str) -> Result<Option<Answer>, WorkerError> {
     let row = sqlx::query_file!("sql/coupon_outcome.sql", request_id)
         .fetch_optional(db)
-        .await?;
+        .await
+        .map_err(crate::db::classify)?;
     row.map(|row| {
         Ok(Answer {
             request_id: request_id.to_owned(),
             coupon_id: row.coupon_id,
             user_id: row.user_id,
-            outcome: Outcome::parse(&row.outcome)
-                .ok_or_else(|| anyhow!("unknown outcome {:?}", row.outcome))?,
+            outcome: Outcome::parse(&row.outcome).ok_or_else(|| {
+                WorkerError::retryable(anyhow!("unknown outcome {:?}", row.outcome))
+            })?,
             reason: row.reason,
             decided_at: row.decided_at,
         })

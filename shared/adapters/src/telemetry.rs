@@ -16,11 +16,14 @@ pub fn init() {
     lambda_runtime::tracing::init_default_subscriber();
 }
 
-/// The span an invocation runs in, inside the runtime's (which carries the request id). The
-/// first call in a process reports `cold_start = true`.
-pub fn invocation_span() -> Span {
+/// The span an invocation runs in, inside the runtime's (which carries the request id), with
+/// the time it has (`time_left_ms`). The first call in a process reports `cold_start = true`.
+fn invocation_span(deadline: std::time::Instant) -> Span {
     let cold_start = COLD_START.swap(false, Ordering::Relaxed);
-    tracing::info_span!("invocation", cold_start)
+    let time_left_ms = deadline
+        .saturating_duration_since(std::time::Instant::now())
+        .as_millis();
+    tracing::info_span!("invocation", cold_start, time_left_ms)
 }
 
 /// The function's name for metric dimensions; `local` outside Lambda.
@@ -60,8 +63,9 @@ where
     use tracing::Instrument as _;
     lambda_runtime::run(lambda_runtime::service_fn(
         |event: lambda_runtime::LambdaEvent<E>| {
-            let span = invocation_span();
-            let work = DEADLINE.scope(deadline(&event.context), handler(event.payload));
+            let deadline = deadline(&event.context);
+            let span = invocation_span(deadline);
+            let work = DEADLINE.scope(deadline, handler(event.payload));
             // Boxed, so the handler's future type ends here: nested inside `main`'s future it
             // would push the release build's layout computation past rustc's depth limit.
             // One allocation per invocation.
@@ -74,17 +78,77 @@ where
 }
 
 /// The invocation's deadline as an `Instant` (now, if it has passed).
+///
+/// Lambda sends the deadline as milliseconds since the epoch. `cargo lambda watch` sends
+/// 600,000 — ten minutes meant as a duration, read as 00:10 on 1 January 1970 — so locally
+/// every invocation would have no time left and no in-invocation retry would ever run. A
+/// deadline that early is taken as the local emulator's: the function gets the timeout the
+/// template gives it (`LOCAL_FUNCTION_TIMEOUTS`, written by the local stack's provisioning),
+/// or the emulator's figure read as the duration it meant.
 pub fn deadline(ctx: &lambda_runtime::Context) -> std::time::Instant {
-    let left = ctx
-        .deadline()
-        .duration_since(std::time::SystemTime::now())
-        .unwrap_or_default();
-    std::time::Instant::now() + left
+    let local = std::env::var("LOCAL_FUNCTION_TIMEOUTS")
+        .ok()
+        .and_then(|timeouts| timeout_of(&timeouts, &function_name()));
+    std::time::Instant::now() + time_left(ctx.deadline, std::time::SystemTime::now(), local)
+}
+
+/// No real deadline is before this (2001-09-09, 10^12 ms after the epoch).
+const EARLIEST_REAL_DEADLINE_MS: u64 = 1_000_000_000_000;
+
+/// The time an invocation has, from its deadline in epoch milliseconds; see [`deadline`].
+pub fn time_left(
+    deadline_ms: u64,
+    now: std::time::SystemTime,
+    local_timeout: Option<std::time::Duration>,
+) -> std::time::Duration {
+    if deadline_ms < EARLIEST_REAL_DEADLINE_MS {
+        return local_timeout.unwrap_or(std::time::Duration::from_millis(deadline_ms));
+    }
+    (std::time::UNIX_EPOCH + std::time::Duration::from_millis(deadline_ms))
+        .duration_since(now)
+        .unwrap_or_default()
+}
+
+/// `function`'s timeout in `timeouts` (`name=seconds,name=seconds`, `LOCAL_FUNCTION_TIMEOUTS`).
+pub fn timeout_of(timeouts: &str, function: &str) -> Option<std::time::Duration> {
+    timeouts.split(',').find_map(|entry| {
+        let (name, seconds) = entry.split_once('=')?;
+        (name.trim() == function)
+            .then(|| seconds.trim().parse().ok())
+            .flatten()
+            .map(std::time::Duration::from_secs)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Lambda's deadlines are epoch milliseconds; `cargo lambda watch` sends 600,000. Planted:
+    /// both, and the template's 60 s for the local one.
+    #[test]
+    fn a_local_emulators_deadline_becomes_the_functions_timeout() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let now = UNIX_EPOCH + Duration::from_millis(1_796_000_000_000); // December 2026
+        assert_eq!(
+            time_left(1_796_000_045_000, now, Some(Duration::from_secs(60))),
+            Duration::from_secs(45),
+            "Lambda's own deadline stands"
+        );
+        assert_eq!(time_left(1_795_999_999_000, now, None), Duration::ZERO);
+        assert_eq!(
+            time_left(600_000, now, Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
+        );
+        assert_eq!(time_left(600_000, now, None), Duration::from_secs(600));
+        let timeouts = "admin-api=20,coupon-issue=60,recommendations=900";
+        assert_eq!(
+            timeout_of(timeouts, "coupon-issue"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(timeout_of(timeouts, "coupon"), None);
+        assert_eq!(timeout_of("coupon-issue=soon", "coupon-issue"), None);
+    }
 
     #[tokio::test]
     async fn the_deadline_is_the_served_invocations_and_none_outside() {

@@ -57,8 +57,8 @@ pub struct AlertRequest {
 pub fn validate(request: &AlertRequest) -> Result<(), WorkerError> {
     kind("alert_kind", &request.alert_kind)?;
     app("app_name", &request.app_name)?;
-    text("title", &request.title, MAX_TITLE_CHARS)?;
-    text("body", &request.body, MAX_BODY_CHARS)?;
+    title("title", &request.title)?;
+    body("body", &request.body)?;
     if let Some(key) = &request.dedupe_key {
         token("dedupe_key", key, MAX_DEDUPE_KEY_LEN, |c| {
             c.is_ascii_graphic()
@@ -104,8 +104,30 @@ fn token(
     Ok(())
 }
 
-/// Free text: not blank, at most `max` characters, no control characters but line breaks.
-fn text(field: &str, value: &str, max: usize) -> Result<(), WorkerError> {
+/// What free text may hold besides printable characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Breaks {
+    /// One line: no control character at all, and no Unicode line or paragraph separator
+    /// (U+2028, U+2029), which a client would also show as a new line.
+    None,
+    /// Lines: tabs and line breaks (`\n`, or `\r\n`); a lone `\r` is refused, since a
+    /// terminal shows it as a return to the start of the line, over what came before.
+    Lines,
+}
+
+/// A title: not blank, at most [`MAX_TITLE_CHARS`] characters, one line.
+fn title(field: &str, value: &str) -> Result<(), WorkerError> {
+    text(field, value, MAX_TITLE_CHARS, Breaks::None)
+}
+
+/// A body: not blank, at most [`MAX_BODY_CHARS`] characters, lines and tabs allowed.
+fn body(field: &str, value: &str) -> Result<(), WorkerError> {
+    text(field, value, MAX_BODY_CHARS, Breaks::Lines)
+}
+
+/// Free text: not blank, at most `max` characters, no control characters but what `breaks`
+/// allows.
+fn text(field: &str, value: &str, max: usize, breaks: Breaks) -> Result<(), WorkerError> {
     if value.trim().is_empty() {
         return Err(WorkerError::missing(format_args!("{field} is blank")));
     }
@@ -114,13 +136,23 @@ fn text(field: &str, value: &str, max: usize) -> Result<(), WorkerError> {
             "{field} is longer than {max} characters"
         )));
     }
-    if value
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err(WorkerError::malformed(format_args!(
-            "{field} contains control characters"
-        )));
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        let allowed = match (breaks, c) {
+            (_, '\u{2028}' | '\u{2029}') => breaks == Breaks::Lines,
+            (Breaks::Lines, '\n' | '\t') => true,
+            (Breaks::Lines, '\r') => chars.next_if_eq(&'\n').is_some(),
+            (_, c) => !c.is_control(),
+        };
+        if !allowed {
+            let what = match breaks {
+                Breaks::None => "control characters or line breaks",
+                Breaks::Lines => "control characters other than tabs and line breaks",
+            };
+            return Err(WorkerError::malformed(format_args!(
+                "{field} contains {what}"
+            )));
+        }
     }
     Ok(())
 }
@@ -396,6 +428,57 @@ mod tests {
             ..request()
         };
         assert!(validate(&korean).is_ok());
+    }
+
+    /// docs/functions/alert-intake.md: a title has no control characters; a body has none but
+    /// line breaks and tabs. Each case's answer is the page's, not the code's.
+    #[test]
+    fn titles_are_one_line_and_bodies_may_break_lines() {
+        let title = |t: &str| {
+            validate(&AlertRequest {
+                title: t.into(),
+                ..request()
+            })
+            .map_err(|err| err.kind())
+        };
+        let body = |b: &str| {
+            validate(&AlertRequest {
+                body: b.into(),
+                ..request()
+            })
+            .map_err(|err| err.kind())
+        };
+        for spoof in [
+            "line one\nFAKE: all clear",
+            "line one\r\nFAKE: all clear",
+            "tab\there",
+            "return\rFAKE",
+            "separator\u{2028}FAKE",
+            "paragraph\u{2029}FAKE",
+            "escape \u{1b}[2J",
+            "delete\u{7f}",
+            "next line\u{85}FAKE",
+        ] {
+            assert_eq!(title(spoof), Err("malformed"), "title {spoof:?}");
+        }
+        assert_eq!(title("bank-api v2.4.1 배포 완료 ✅"), Ok(()));
+        for fine in [
+            "line one\nline two",
+            "line one\r\nline two\r\n",
+            "a\tb",
+            "para one\u{2029}para two",
+        ] {
+            assert_eq!(body(fine), Ok(()), "body {fine:?}");
+        }
+        for bad in [
+            "return\rFAKE",
+            "trailing\r",
+            "bell\u{7}",
+            "nul\0",
+            "escape \u{1b}[2J",
+        ] {
+            assert_eq!(body(bad), Err("malformed"), "body {bad:?}");
+        }
     }
 
     #[test]

@@ -698,5 +698,12 @@ mod tests {
         assert_eq!(key, device_key(1, "device-a"));
         assert_ne!(key, device_key(2, "device-a"));
         assert!(!key.contains("device"));
+        // The first 128 bits of SHA-256("cdp/v1/" ‖ advertiser id, 8 bytes big-endian ‖ "/" ‖
+        // device id), as Python's hashlib computes them: an answer not from this code.
+        assert_eq!(key, "a6de9f3572b5e8cd8f54ff510f2b0f40");
+        assert_eq!(
+            device_key(2, "device-a"),
+            "26320f6fbed7a7770cdb02b122f8ed7e"
+        );
     }
 }

@@ -191,6 +191,9 @@ pub struct History {
     offsets: Vec<usize>,
     titles: Vec<u32>,
     weights: Vec<f32>,
+    /// (reader, title) opened before the engagement window, sorted: never recommended, but
+    /// no signal (see [`History::with_earlier`]).
+    earlier: Vec<(i64, u32)>,
 }
 
 impl History {
@@ -215,6 +218,26 @@ impl History {
         }
         history.offsets.push(history.titles.len());
         history
+    }
+
+    /// Titles readers opened before the window the engagement is learned from (events are
+    /// kept longer than the model looks back): they count for nothing in the model, and are
+    /// never recommended to their reader.
+    pub fn with_earlier(mut self, mut opened: Vec<(i64, u32)>) -> Self {
+        opened.sort_unstable();
+        opened.dedup();
+        self.earlier = opened;
+        self
+    }
+
+    /// The titles the reader at position `r` opened before the window.
+    fn earlier_of(&self, r: usize) -> impl Iterator<Item = u32> + '_ {
+        let reader = self.readers[r];
+        let start = self.earlier.partition_point(|&(id, _)| id < reader);
+        self.earlier[start..]
+            .iter()
+            .take_while(move |&&(id, _)| id == reader)
+            .map(|&(_, title)| title)
     }
 
     /// The reader at position `r`: titles and engagement.
@@ -468,7 +491,7 @@ impl Scratch {
         }
     }
 
-    fn clear(&mut self, titles: &[u32]) {
+    fn clear<'t>(&mut self, titles: impl Iterator<Item = &'t u32>) {
         for &t in titles {
             self.seen[t as usize] = false;
         }
@@ -486,16 +509,23 @@ impl Scratch {
     }
 }
 
-/// The top `n` titles for one reader (`titles`, `weights`: what they opened) under `variant`.
+/// What one reader opened: in the window with their engagement, and before it.
+struct Read<'a> {
+    titles: &'a [u32],
+    weights: &'a [f32],
+    earlier: &'a [u32],
+}
+
+/// The top `n` titles for one reader under `variant`; none they opened.
 fn recommend_one(
     catalog: &Catalog,
     model: &Model,
-    titles: &[u32],
-    weights: &[f32],
+    read: &Read<'_>,
     variant: &Variant,
     n: usize,
     scratch: &mut Scratch,
 ) -> Vec<Pick> {
+    let (titles, weights) = (read.titles, read.weights);
     let variant = if titles.len() < MIN_HISTORY {
         &COLD_START
     } else {
@@ -506,7 +536,7 @@ fn recommend_one(
         .copied()
         .fold(0.0_f32, f32::max)
         .max(f32::MIN_POSITIVE);
-    for &t in titles {
+    for &t in titles.iter().chain(read.earlier) {
         scratch.seen[t as usize] = true;
     }
 
@@ -655,7 +685,7 @@ fn recommend_one(
             .then(catalog.ids[a.title as usize].cmp(&catalog.ids[b.title as usize]))
     });
     picks.truncate(n);
-    scratch.clear(titles);
+    scratch.clear(titles.iter().chain(read.earlier));
     picks
 }
 
@@ -676,7 +706,13 @@ pub fn recommend(
                 let r = positions[k];
                 let (titles, weights) = history.of(r);
                 let variant = fixed.unwrap_or_else(|| variant_of(history.readers[r]));
-                recommend_one(catalog, model, titles, weights, variant, n, &mut scratch)
+                let earlier: Vec<u32> = history.earlier_of(r).collect();
+                let read = Read {
+                    titles,
+                    weights,
+                    earlier: &earlier,
+                };
+                recommend_one(catalog, model, &read, variant, n, &mut scratch)
             })
             .collect()
     })
@@ -824,6 +860,32 @@ mod tests {
             let id = catalog.ids[list[0].title as usize];
             assert_eq!(id <= 10, romance, "reader {} got {id}", history.readers[r]);
             assert_ne!(list[0].reason, Reason::Popular);
+        }
+    }
+
+    /// docs/functions/recommendations.md: titles the reader opened in any way are never
+    /// recommended, including those opened before the model's window. Planted: each reader's
+    /// would-be first pick, marked as opened long ago.
+    #[test]
+    fn titles_opened_before_the_window_are_never_recommended() {
+        let (catalog, pairs) = population();
+        let history = History::from_pairs(pairs.clone());
+        let model = train(&catalog, &history);
+        let positions: Vec<usize> = (0..history.readers.len()).collect();
+        let first_picks: Vec<(i64, u32)> =
+            recommend(&catalog, &model, &history, &positions, None, 5)
+                .iter()
+                .enumerate()
+                .map(|(r, list)| (history.readers[r], list[0].title))
+                .collect();
+        let history = History::from_pairs(pairs).with_earlier(first_picks.clone());
+        let lists = recommend(&catalog, &model, &history, &positions, None, 5);
+        for ((reader, old), list) in first_picks.iter().zip(&lists) {
+            assert_eq!(list.len(), 5, "reader {reader}");
+            assert!(
+                list.iter().all(|p| p.title != *old),
+                "reader {reader} was recommended title {old}, opened before the window"
+            );
         }
     }
 

@@ -325,10 +325,9 @@ impl LineChart {
                 escape(&number_with(*tick, decimals))
             );
         }
-        // At most about 16 x labels, evenly spaced, so a month's days stay legible.
-        let every = points.div_ceil(16).max(1);
+        let shown = x_label_indices(points);
         for (i, label) in self.x_labels.iter().enumerate() {
-            if i % every == 0 || i + 1 == points {
+            if shown.contains(&i) {
                 let _ = write!(
                     out,
                     r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10" fill="#555">{}</text>"##,
@@ -399,6 +398,21 @@ impl LineChart {
     }
 }
 
+/// Which of `points` x labels a line chart prints: at most about 16, evenly spaced, so a
+/// month's days stay legible; always the last, and no regular one closer to it than the
+/// spacing (they would overlap).
+fn x_label_indices(points: usize) -> Vec<usize> {
+    let every = points.div_ceil(16).max(1);
+    let mut shown: Vec<usize> = (0..points)
+        .step_by(every)
+        .filter(|&i| i + 1 == points || points - 1 - i >= every)
+        .collect();
+    if points > 0 && shown.last() != Some(&(points - 1)) {
+        shown.push(points - 1);
+    }
+    shown
+}
+
 /// The opening of every chart: a viewBox so it scales, and a title read out by screen readers.
 fn svg_open(title: &str, width: f64, height: f64) -> String {
     let mut out = String::new();
@@ -451,17 +465,21 @@ impl Table {
         out
     }
 
-    /// The table as HTML; numeric cells are right-aligned so their digits line up.
+    /// The table as HTML: headers as words (`active_readers` reads "Active readers"; the CSV
+    /// keeps the column names), and numeric columns right-aligned, every cell of them, so
+    /// their digits line up and a word among them ("new") sits where the numbers do.
     pub fn to_html(&self) -> String {
         let mut out = String::from("<table><thead><tr>");
-        for header in &self.headers {
-            let _ = write!(out, "<th>{}</th>", escape(header));
+        let numeric = self.numeric_columns();
+        for (header, numeric) in self.headers.iter().zip(&numeric) {
+            let class = if *numeric { " class=\"num\"" } else { "" };
+            let _ = write!(out, "<th{class}>{}</th>", escape(&heading(header)));
         }
         out.push_str("</tr></thead><tbody>");
         for row in &self.rows {
             out.push_str("<tr>");
-            for cell in row {
-                if is_numeric(cell) {
+            for (i, cell) in row.iter().enumerate() {
+                if numeric.get(i).copied().unwrap_or(false) {
                     let _ = write!(out, "<td class=\"num\">{}</td>", escape(cell));
                 } else {
                     let _ = write!(out, "<td>{}</td>", escape(cell));
@@ -475,6 +493,34 @@ impl Table {
         }
         out.push_str("</tbody></table>");
         out
+    }
+}
+
+impl Table {
+    /// Per column: whether most of its non-empty cells are numbers.
+    fn numeric_columns(&self) -> Vec<bool> {
+        (0..self.headers.len())
+            .map(|i| {
+                let cells: Vec<&String> = self
+                    .rows
+                    .iter()
+                    .filter_map(|row| row.get(i))
+                    .filter(|cell| !cell.is_empty())
+                    .collect();
+                let numbers = cells.iter().filter(|cell| is_numeric(cell)).count();
+                numbers > 0 && numbers * 2 >= cells.len()
+            })
+            .collect()
+    }
+}
+
+/// A column name as a heading: `active_readers` → "Active readers".
+fn heading(name: &str) -> String {
+    let words = name.replace('_', " ");
+    let mut chars = words.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 
@@ -527,7 +573,7 @@ h1{font-size:1.6rem;margin-bottom:.2rem}.sub{color:#555;margin-top:0}h2{font-siz
 .card b{display:block;font-size:1.3rem}.card span{color:#555;font-size:.85rem}\
 section{margin:2rem 0}svg{display:block;max-width:100%;height:auto;margin:.5rem 0}\
 table{border-collapse:collapse;width:100%;font-size:.85rem;margin-top:.75rem}\
-th,td{border-bottom:1px solid #e5e5e5;padding:.3rem .5rem;text-align:left}th{background:#f6f6f6}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+th,td{border-bottom:1px solid #e5e5e5;padding:.3rem .5rem;text-align:left}th{background:#f6f6f6}.num{text-align:right;font-variant-numeric:tabular-nums}\
 .note{color:#555;font-size:.9rem}\
 @media print{body{margin:0;max-width:none}.card,svg,tr{break-inside:avoid}h2{break-after:avoid}th{background:none}}";
 
@@ -647,7 +693,7 @@ mod tests {
         assert!(html.contains("aria-label=\"&lt;script&gt;x&lt;/script&gt;\""));
         assert!(html.contains("&quot;quoted&quot; &#39;title&#39;"));
         assert!(html.contains("&lt;script&gt;s&lt;/script&gt;"));
-        assert!(html.contains("<th>a&quot;b</th><th>&lt;i&gt;</th>"));
+        assert!(html.contains("<th>A&quot;b</th><th>&lt;i&gt;</th>"));
         assert!(html.contains("<td>&lt;b&gt;</td><td>it&#39;s &quot;x&quot;</td>"));
         assert_eq!(escape("&<>\"'"), "&amp;&lt;&gt;&quot;&#39;");
     }
@@ -920,14 +966,53 @@ mod tests {
     fn tables_pad_short_rows_and_align_numbers() {
         let table = Table {
             name: "t".into(),
-            headers: vec!["a".into(), "b".into(), "c".into()],
-            rows: vec![vec!["x".into(), "1,234".into()], vec!["12.5%".into()]],
+            headers: vec!["day".into(), "active_readers".into(), "change".into()],
+            rows: vec![
+                vec!["11-01".into(), "1,234".into(), "12.5%".into()],
+                vec!["11-02".into(), "980".into(), "new".into()],
+                vec!["11-03".into()],
+            ],
         };
+        // Words for headings; a numeric column's every cell (and heading) right-aligned, "new"
+        // included; short rows padded.
         assert_eq!(
             table.to_html(),
-            "<table><thead><tr><th>a</th><th>b</th><th>c</th></tr></thead><tbody>\
-             <tr><td>x</td><td class=\"num\">1,234</td><td></td></tr>\
-             <tr><td class=\"num\">12.5%</td><td></td><td></td></tr></tbody></table>"
+            "<table><thead><tr><th>Day</th><th class=\"num\">Active readers</th><th class=\"num\">Change</th></tr></thead><tbody>\
+             <tr><td>11-01</td><td class=\"num\">1,234</td><td class=\"num\">12.5%</td></tr>\
+             <tr><td>11-02</td><td class=\"num\">980</td><td class=\"num\">new</td></tr>\
+             <tr><td>11-03</td><td></td><td></td></tr></tbody></table>"
         );
+        // The CSV keeps the column names.
+        assert!(
+            table
+                .to_csv()
+                .starts_with("\u{feff}day,active_readers,change\r\n")
+        );
+    }
+
+    /// A month of days: the last label shown, none within the spacing before it (they would
+    /// overlap: 28 and 29 both shown was the report's blemish).
+    #[test]
+    fn x_labels_are_spaced_and_end_with_the_last() {
+        assert_eq!(x_label_indices(0), Vec::<usize>::new());
+        assert_eq!(x_label_indices(1), vec![0]);
+        assert_eq!(x_label_indices(7), (0..7).collect::<Vec<_>>());
+        assert_eq!(
+            x_label_indices(30),
+            vec![0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 29]
+        );
+        assert_eq!(
+            x_label_indices(31),
+            vec![0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30]
+        );
+        for points in 1..200 {
+            let shown = x_label_indices(points);
+            assert_eq!(shown.last(), Some(&(points - 1)));
+            let every = points.div_ceil(16);
+            assert!(
+                shown.windows(2).all(|w| w[1] - w[0] >= every),
+                "{points}: {shown:?}"
+            );
+        }
     }
 }

@@ -1,10 +1,12 @@
--- Activates or deactivates advertiser $1 (an operator's decision, reason $3 when deactivating).
+-- Activates or deactivates advertiser $1 (an operator's decision: reason $3 and operator $5
+-- when deactivating).
 -- Activating gives its exhausted months their retries back, or the next run would deactivate
 -- it again at once. Returns whether the advertiser exists.
 WITH advertiser AS (
     UPDATE advertisers
        SET active = $2,
            deactivated_reason = CASE WHEN $2 THEN NULL ELSE $3 END,
+           deactivated_by = CASE WHEN $2 THEN NULL ELSE $5 END,
            updated_at = now()
      WHERE advertiser_id = $1
  RETURNING advertiser_id
