@@ -736,8 +736,8 @@ async fn devices_and_days_it_cannot_vouch_for_are_left_out_and_counted() -> anyh
 }
 
 /// docs/functions/cdp-backfill.md: a month with more records than `CDP_MAX_RECORDS` fails
-/// (counted as a retry), rather than write a file it cannot vouch for. Planted: 11
-/// campaign-days yesterday under a limit of 10.
+/// (counted as a retry, queued with its delay), rather than write a file it cannot vouch
+/// for. Planted: 11 campaign-days yesterday under a limit of 10.
 #[tokio::test]
 async fn a_month_over_its_record_limit_fails_and_writes_nothing() -> anyhow::Result<()> {
     let cdp = Cdp::new().await?;
@@ -754,15 +754,20 @@ async fn a_month_over_its_record_limit_fails_and_writes_nothing() -> anyhow::Res
     let mut worker = cdp.worker();
     worker.limits.max_records = 10;
     cdp.work_until_empty(&worker).await?;
+    // Failed once, its retry queued with its delay, the reason recorded.
     let months = cdp.months(17).await?;
     assert_eq!(
         months
             .iter()
             .map(|m| (m.1.as_str(), m.2))
             .collect::<Vec<_>>(),
-        [("FAILED", 1)],
+        [("QUEUED", 1)],
         "{months:?}"
     );
+    let error: String = sqlx::query_scalar("SELECT error FROM cdp_months WHERE advertiser_id = 17")
+        .fetch_one(&cdp.db.pool)
+        .await?;
+    assert!(error.contains("CDP_MAX_RECORDS"), "{error}");
     assert!(
         cdp.aws
             .object_keys()

@@ -242,14 +242,28 @@ impl Platform {
 pub const PUSH_TITLE_BYTES: usize = 256;
 pub const PUSH_BODY_BYTES: usize = 2048;
 
-/// `text` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
+/// `text` cut so that it takes at most `max` bytes inside a JSON string — as the platform's
+/// payload carries it, quotes, backslashes and line breaks escaped — on a character boundary,
+/// ending in `…` when cut. (Counting raw bytes instead, a body of quotes would double in the
+/// payload and pass APNs' and FCM's 4 KiB.)
 pub fn clip(text: &str, max: usize) -> String {
-    if text.len() <= max {
+    let escaped = |c: char| match c {
+        '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+        c if u32::from(c) < 0x20 => 6,
+        c => c.len_utf8(),
+    };
+    if text.chars().map(escaped).sum::<usize>() <= max {
         return text.to_owned();
     }
-    let mut end = max.saturating_sub('…'.len_utf8());
-    while !text.is_char_boundary(end) {
-        end -= 1;
+    let room = max.saturating_sub('…'.len_utf8());
+    let mut used = 0;
+    let mut end = 0;
+    for (at, c) in text.char_indices() {
+        used += escaped(c);
+        if used > room {
+            break;
+        }
+        end = at + c.len_utf8();
     }
     format!("{}…", &text[..end])
 }
@@ -565,15 +579,40 @@ mod tests {
             body: "본문".repeat(4000),
             ..alert()
         };
-        for platform in [Platform::Fcm, Platform::Apns] {
-            assert!(
-                push_message(&long, platform).len() < 4 * 1024 * 2,
-                "{platform:?}"
-            );
+        // docs/functions/user-alert-delivery.md: titles and bodies clipped to 256 and 2,048
+        // bytes so the platform's payload fits its 4 KiB — also when they are all quotes or
+        // line breaks, which double when the payload is written.
+        let escaping = Alert {
+            title: "\"".repeat(300),
+            body: "\n\"\\".repeat(2000),
+            app_name: "a".repeat(MAX_APP_NAME_LEN),
+            alert_kind: "K".repeat(MAX_KIND_LEN),
+            ..alert()
+        };
+        for alert in [&long, &escaping] {
+            for (platform, key) in [(Platform::Fcm, "GCM"), (Platform::Apns, "APNS")] {
+                let message: serde_json::Value =
+                    serde_json::from_str(&push_message(alert, platform)).expect("json");
+                let payload = message[key].as_str().expect("payload");
+                assert!(
+                    payload.len() <= 4096,
+                    "{platform:?}: {} bytes",
+                    payload.len()
+                );
+                let title = serde_json::to_string(&message["default"]).expect("json");
+                assert!(
+                    title.len() - 2 <= 256,
+                    "{platform:?}: title of {}",
+                    title.len()
+                );
+            }
         }
         let clipped = clip(&"가".repeat(1000), 100);
         assert!(clipped.len() <= 100 && clipped.ends_with('…'));
         assert_eq!(clip("short", 100), "short");
+        // Escaped length: 40 quotes are 80 bytes in a JSON string.
+        let quotes = clip(&"\"".repeat(40), 50);
+        assert_eq!(quotes, format!("{}…", "\"".repeat(23)));
     }
 
     #[test]
