@@ -1073,5 +1073,49 @@ async fn the_documents_limits_are_enforced_and_client_faults_are_4xx() -> anyhow
             .await?,
         422,
     );
+    // Statistics over at most 366 days (2025 has 365); a week not analysed is 404.
+    problem(
+        &api.get("/jobs/statistics?from=2025-01-01T00:00:00Z&to=2026-01-03T00:00:00Z")
+            .await?,
+        422,
+    );
+    ok(&api
+        .get("/jobs/statistics?from=2025-01-01T00:00:00Z&to=2026-01-02T00:00:00Z")
+        .await?);
+    problem(&api.get("/insights/weekly?week=2020-01-06").await?, 404);
+    // An idempotency key's answer is kept a day; a claim whose request died is taken over
+    // after a minute.
+    let trigger = "/backfill/advertisers/61/activate";
+    let first = api
+        .call("POST", trigger, Some("ops:admin"), None, Some("kept-a-day"))
+        .await?;
+    ok(&first);
+    assert!(!first.replayed());
+    let again = api
+        .call("POST", trigger, Some("ops:admin"), None, Some("kept-a-day"))
+        .await?;
+    assert!(again.replayed(), "{again:?}");
+    sqlx::query(
+        "UPDATE admin_idempotency SET claimed_at = now() - interval '25 hours'
+          WHERE idempotency_key = 'kept-a-day'",
+    )
+    .execute(&api.cdp.db.pool)
+    .await?;
+    let after_a_day = api
+        .call("POST", trigger, Some("ops:admin"), None, Some("kept-a-day"))
+        .await?;
+    ok(&after_a_day);
+    assert!(!after_a_day.replayed(), "performed again after a day");
+    sqlx::query(
+        "INSERT INTO admin_idempotency (subject, idempotency_key, fingerprint, claimed_at)
+         VALUES ('ops-ops-admin', 'died', 'x', now() - interval '61 seconds')",
+    )
+    .execute(&api.cdp.db.pool)
+    .await?;
+    let taken_over = api
+        .call("POST", trigger, Some("ops:admin"), None, Some("died"))
+        .await?;
+    ok(&taken_over);
+    assert!(!taken_over.replayed());
     Ok(())
 }

@@ -435,7 +435,7 @@ async fn a_dedupe_key_makes_one_alert_even_at_once() -> anyhow::Result<()> {
         (a.1["id"].clone(), json!(true))
     );
     // Another caller's key is its own.
-    let (_, other) = post(deps, Some("someone-else"), &body).await?;
+    let (_, other) = post(deps.clone(), Some("someone-else"), &body).await?;
     assert_ne!(other["id"], a.1["id"]);
     assert_eq!(w.db.count("SELECT count(*) FROM alerts").await?, 2);
     assert_eq!(
@@ -444,6 +444,18 @@ async fn a_dedupe_key_makes_one_alert_even_at_once() -> anyhow::Result<()> {
             .len(),
         2
     );
+    // The key names its alert for an hour: once its window has passed, the same key is a
+    // new alert.
+    sqlx::query(
+        "UPDATE alert_dedupe_keys SET expires_at = now() - interval '1 second'
+          WHERE created_by = 'ops'",
+    )
+    .execute(&w.db.pool)
+    .await?;
+    let (status, later) = post(deps, Some("ops"), &body).await?;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_ne!(later["id"], a.1["id"]);
+    assert_eq!(later["duplicate"], false);
     Ok(())
 }
 
@@ -482,7 +494,24 @@ async fn intake_refuses_the_unauthenticated_and_bad_bodies_without_detail() -> a
         assert_eq!(status, expected, "{bad:.60}");
         assert_eq!(body["status"], expected.as_u16());
     }
+    // docs/functions/alert-intake.md: a title is one line (no control characters); a body may
+    // break lines (`\n`, `\r\n`) and hold tabs.
+    let with = |title: &str, text: &str| {
+        json!({"alert_kind": "DEPLOYMENT", "app_name": "bank-api", "title": title,
+               "body": text, "severity": "info"})
+        .to_string()
+    };
+    for spoof in ["line one\nFAKE: all clear", "a\tb", "a\r\nb"] {
+        let (status, _) = w.post(Some("ops"), &with(spoof, "ok")).await?;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "title {spoof:?}");
+    }
     assert_eq!(w.db.count("SELECT count(*) FROM alerts").await?, 0);
+    let (status, _) = w
+        .post(Some("ops"), &with("ok", "line one\r\nline two\tend"))
+        .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "a body with CRLF and a tab");
+    sqlx::query("DELETE FROM outbox").execute(&w.db.pool).await?;
+    sqlx::query("DELETE FROM alerts").execute(&w.db.pool).await?;
 
     // The database unreachable: 503 with nothing internal in it.
     let proxy = TcpProxy::start("127.0.0.1:5432".parse()?).await?;

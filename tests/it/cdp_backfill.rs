@@ -410,13 +410,15 @@ async fn a_month_failing_four_times_deactivates_only_its_advertiser_and_tells_op
         );
     }
     assert_eq!(cdp.months(6).await?, [(current, "FAILED".to_owned(), 4)]);
-    let active: Vec<(i64, bool, Option<String>)> = sqlx::query_as(
-        "SELECT advertiser_id, active, deactivated_reason FROM advertisers ORDER BY advertiser_id",
+    let active: Vec<(i64, bool, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT advertiser_id, active, deactivated_reason, deactivated_by
+           FROM advertisers ORDER BY advertiser_id",
     )
     .fetch_all(&cdp.db.pool)
     .await?;
     assert_eq!(active[0].0, 6);
     assert!(!active[0].1);
+    assert_eq!(active[0].3, None, "no operator: an exhausted month deactivated it");
     assert!(
         active[0]
             .2

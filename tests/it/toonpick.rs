@@ -386,6 +386,39 @@ async fn collection_refuses_feeds_that_lead_elsewhere_or_inside() -> anyhow::Res
     Ok(())
 }
 
+/// docs/functions/daily-collection.md: `"dry_run": true` counts without sending or recording.
+/// Planted: two new titles; the dry run counts 2, leaves the queue and `catalog_entries` empty,
+/// and the real run after it still sends both.
+#[tokio::test]
+async fn a_dry_run_counts_and_neither_sends_nor_records() -> anyhow::Result<()> {
+    let c = Collection::new().await?;
+    serve(
+        &c.server,
+        vec![
+            (
+                "/naver.json",
+                page(vec![entry("d1", "하나"), entry("d2", "둘")], None),
+            ),
+            ("/kakao.json", page(vec![], None)),
+            ("/lezhin.json", page(vec![], None)),
+        ],
+    )
+    .await;
+    let dry = daily_collection::handle(json!({"date": DAY, "dry_run": true}), &c.deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(dry["details"]["platforms"]["NAVER"]["new"], 2, "{dry}");
+    assert!(c.aws.drain_bodies("webtoon-create-request").await?.is_empty());
+    assert_eq!(
+        c.db.count("SELECT count(*) FROM catalog_entries").await?,
+        0
+    );
+    let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(summary["details"]["platforms"]["NAVER"]["new"], 2);
+    assert_eq!(c.aws.drain_bodies("webtoon-create-request").await?.len(), 2);
+    Ok(())
+}
+
 /// A population whose tastes are known: two clusters, the second twice the size (its titles
 /// top the chart); on the target day every reader reads one more title of their cluster.
 async fn population(db: &TestDb) -> anyhow::Result<Vec<i64>> {
@@ -589,7 +622,22 @@ async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyho
             .await?,
         300 * 20
     );
-    // Only the two newest complete sets are kept: a third run drops the first.
+    // Only the two newest complete sets are kept: a third run drops the first. A set a run
+    // left building (it died) goes too once it is six hours old, not before.
+    let died: i64 = sqlx::query_scalar("SELECT begin_recommendation_set($1)")
+        .bind(day())
+        .fetch_one(&db.pool)
+        .await?;
+    let dying: i64 = sqlx::query_scalar("SELECT begin_recommendation_set($1)")
+        .bind(day())
+        .fetch_one(&db.pool)
+        .await?;
+    sqlx::query(
+        "UPDATE recommendation_sets SET started_at = now() - interval '7 hours' WHERE set_id = $1",
+    )
+    .bind(died)
+    .execute(&db.pool)
+    .await?;
     recommendations::handle(json!({"date": DAY}), &deps)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -598,6 +646,12 @@ async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyho
             .await?,
         2
     );
+    let building: Vec<i64> = sqlx::query_scalar(
+        "SELECT set_id FROM recommendation_sets WHERE state = 'building' ORDER BY set_id",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    assert_eq!(building, [dying], "the set of a run 7 hours dead is dropped");
     Ok(())
 }
 
