@@ -510,8 +510,12 @@ async fn intake_refuses_the_unauthenticated_and_bad_bodies_without_detail() -> a
         .post(Some("ops"), &with("ok", "line one\r\nline two\tend"))
         .await?;
     assert_eq!(status, StatusCode::ACCEPTED, "a body with CRLF and a tab");
-    sqlx::query("DELETE FROM outbox").execute(&w.db.pool).await?;
-    sqlx::query("DELETE FROM alerts").execute(&w.db.pool).await?;
+    sqlx::query("DELETE FROM outbox")
+        .execute(&w.db.pool)
+        .await?;
+    sqlx::query("DELETE FROM alerts")
+        .execute(&w.db.pool)
+        .await?;
 
     // The database unreachable: 503 with nothing internal in it.
     let proxy = TcpProxy::start("127.0.0.1:5432".parse()?).await?;

@@ -418,7 +418,10 @@ async fn a_month_failing_four_times_deactivates_only_its_advertiser_and_tells_op
     .await?;
     assert_eq!(active[0].0, 6);
     assert!(!active[0].1);
-    assert_eq!(active[0].3, None, "no operator: an exhausted month deactivated it");
+    assert_eq!(
+        active[0].3, None,
+        "no operator: an exhausted month deactivated it"
+    );
     assert!(
         active[0]
             .2

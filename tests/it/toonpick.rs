@@ -408,11 +408,13 @@ async fn a_dry_run_counts_and_neither_sends_nor_records() -> anyhow::Result<()> 
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(dry["details"]["platforms"]["NAVER"]["new"], 2, "{dry}");
-    assert!(c.aws.drain_bodies("webtoon-create-request").await?.is_empty());
-    assert_eq!(
-        c.db.count("SELECT count(*) FROM catalog_entries").await?,
-        0
+    assert!(
+        c.aws
+            .drain_bodies("webtoon-create-request")
+            .await?
+            .is_empty()
     );
+    assert_eq!(c.db.count("SELECT count(*) FROM catalog_entries").await?, 0);
     let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     assert_eq!(summary["details"]["platforms"]["NAVER"]["new"], 2);
     assert_eq!(c.aws.drain_bodies("webtoon-create-request").await?.len(), 2);
@@ -651,7 +653,11 @@ async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyho
     )
     .fetch_all(&db.pool)
     .await?;
-    assert_eq!(building, [dying], "the set of a run 7 hours dead is dropped");
+    assert_eq!(
+        building,
+        [dying],
+        "the set of a run 7 hours dead is dropped"
+    );
     Ok(())
 }
 
