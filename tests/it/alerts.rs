@@ -415,6 +415,53 @@ async fn a_crash_between_commit_and_publish_publishes_once() -> anyhow::Result<(
     Ok(())
 }
 
+/// docs/functions/alert-intake.md: a broker that is down leaves the row for the next flush and
+/// the answer is still 202, within the flush budget. Planted: a producer aimed at a port no
+/// broker listens on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_is_down_still_gets_a_202_and_the_row_waits() -> anyhow::Result<()> {
+    let w = World::new(&[], &[]).await?;
+    let deps = alert_intake::Deps {
+        outbox: Outbox::to_kafka(
+            w.db.pool.clone(),
+            Producer::plaintext("127.0.0.1:1")?,
+            alert_intake::PRODUCER,
+            &w.created_topic,
+        ),
+        db: w.db.pool.clone(),
+        dedupe_window: Duration::from_secs(3600),
+    };
+    let (status, body) = post(
+        Arc::new(deps),
+        Some("ops"),
+        &alert_body("bank-api", "DEPLOYMENT", None),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(
+        w.db.count(
+            "SELECT count(*) FROM outbox WHERE producer = 'alert-intake' AND sent_at IS NULL"
+        )
+        .await?,
+        1,
+        "the row waits for the next flush"
+    );
+    // Its claim is the flush's that gave up; once the claim is 30 s old (CLAIM_TIMEOUT) the
+    // next request's flush, with the broker back, publishes it.
+    sqlx::query("UPDATE outbox SET claimed_at = claimed_at - interval '31 seconds'")
+        .execute(&w.db.pool)
+        .await?;
+    w.post(Some("ops"), &alert_body("bank-api", "ERROR", None))
+        .await?;
+    assert_eq!(
+        read_topic(&w.created_topic, 2, Duration::from_secs(10))
+            .await?
+            .len(),
+        2
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dedupe_key_makes_one_alert_even_at_once() -> anyhow::Result<()> {
     let w = World::new(&[], &[]).await?;
@@ -516,6 +563,24 @@ async fn intake_refuses_the_unauthenticated_and_bad_bodies_without_detail() -> a
     sqlx::query("DELETE FROM alerts")
         .execute(&w.db.pool)
         .await?;
+    // Another method on the path: 405, as problem JSON.
+    let request = Request::builder()
+        .method("GET")
+        .uri("/v1/alerts")
+        .extension(RequestContext::ApiGatewayV2(serde_json::from_value(json!({
+            "requestId": unique("req-"), "stage": "v1",
+            "http": { "method": "GET", "path": "/v1/alerts", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1" },
+            "authorizer": { "jwt": { "claims": { "sub": "ops" } } },
+        }))?))
+        .body(lambda_http::Body::Empty)?;
+    let response = alert_intake::router(Arc::new(w.intake()?))
+        .oneshot(request)
+        .await?;
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response.headers().get("content-type").map(|v| v.as_bytes()),
+        Some(&b"application/problem+json"[..])
+    );
 
     // The database unreachable: 503 with nothing internal in it.
     let proxy = TcpProxy::start("127.0.0.1:5432".parse()?).await?;
@@ -622,6 +687,29 @@ async fn recipients_come_from_the_stored_alert_and_a_mute_wins() -> anyhow::Resu
         })
         .collect();
     assert_eq!(users, ["ana"]);
+    Ok(())
+}
+
+/// docs/functions/user-alert-delivery.md: a connection younger than 10 s is kept on a 410 (API
+/// Gateway answers 410 while a new connection's handshake finishes); an older one is removed.
+/// Planted: two connections the endpoint calls gone, one just made, one a minute old.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_young_connection_is_kept_on_a_410_and_an_old_one_removed() -> anyhow::Result<()> {
+    let w = World::new(&["conn-new", "conn-old"], &[]).await?;
+    w.user("ana", &[("bank-api", "*")]).await?;
+    w.connection("ana", "conn-old").await?;
+    sqlx::query("UPDATE ws_connections SET connected_at = now() - interval '1 minute'")
+        .execute(&w.db.pool)
+        .await?;
+    w.connection("ana", "conn-new").await?;
+    w.post(Some("ops"), &alert_body("bank-api", "DEPLOYMENT", None))
+        .await?;
+    alert_fanout::handle(w.event_from(&w.created_topic, 1).await?, &w.fanout()?).await?;
+    user_alert_delivery::handle(w.event_from(&w.user_topic, 1).await?, &w.delivery()?).await?;
+    let left: Vec<String> = sqlx::query_scalar("SELECT connection_id FROM ws_connections")
+        .fetch_all(&w.db.pool)
+        .await?;
+    assert_eq!(left, ["conn-new"]);
     Ok(())
 }
 

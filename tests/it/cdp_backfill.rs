@@ -707,6 +707,15 @@ async fn devices_and_days_it_cannot_vouch_for_are_left_out_and_counted() -> anyh
     .bind(noon)
     .execute(&cdp.db.pool)
     .await?;
+    // README: events without a device count toward no device.
+    sqlx::query(
+        "INSERT INTO ad_events (event_id, occurred_at, campaign_id, advertiser_id, event_type, cost_micros, device_id)
+         SELECT gen_random_uuid(), $1 + make_interval(secs => n), 160, 16, 'impression', 1000, NULL
+           FROM generate_series(1, 5) AS n",
+    )
+    .bind(noon)
+    .execute(&cdp.db.pool)
+    .await?;
     cdp.run("tick").await?;
     cdp.work_until_empty(&cdp.worker()).await?;
 

@@ -170,6 +170,32 @@ mod tests {
         assert_eq!(rising[0].change, None);
     }
 
+    /// docs/functions/weekly-analysis.md: at least 10 reads and +50 % / −30 %, the ten that
+    /// moved most. Planted on each side of every boundary.
+    #[test]
+    fn trend_boundaries_are_the_documented_ones() {
+        let t = |id, reads, previous| TitleWeek::new(id, format!("t{id}"), reads, previous);
+        let titles = vec![
+            t(1, 30, 20),  // +10, +50 %: rising (both at the boundary)
+            t(2, 29, 20),  // +9, +45 %: neither
+            t(3, 31, 21),  // +10, +47.6 %: the ratio falls short
+            t(4, 9, 0),    // new, 9 reads: too few
+            t(5, 10, 0),   // new, 10 reads: rising
+            t(6, 21, 30),  // -9, -30 %: too few
+            t(7, 20, 30),  // -10, -33 %: falling
+            t(8, 70, 100), // -30, -30 %: falling (at the ratio)
+            t(9, 71, 100), // -29, -29 %: the ratio falls short
+        ];
+        let (rising, falling) = trends(&titles);
+        let ids = |ts: &[TitleWeek]| ts.iter().map(|t| t.webtoon_id).collect::<Vec<_>>();
+        assert_eq!(ids(&rising), vec![1, 5]);
+        assert_eq!(ids(&falling), vec![8, 7]);
+        // Only the ten that moved most are listed.
+        let many: Vec<TitleWeek> = (1..=15).map(|i| t(i, 100 + i * 10, 10)).collect();
+        let (rising, _) = trends(&many);
+        assert_eq!(ids(&rising), (6..=15).rev().collect::<Vec<_>>());
+    }
+
     #[test]
     fn genres_come_with_their_share_and_change() {
         let genres = genre_popularity(vec![
