@@ -591,11 +591,15 @@ async fn operations_dead_letters_outcomes_deliveries_and_reviews() -> anyhow::Re
             .map(Vec::len),
         Some(2)
     );
-    assert!(
-        deliveries.body["deliveries"]["items"][0]
-            .get("target")
-            .is_none(),
-        "endpoints and connections are not shown"
+    // No push endpoint or connection id anywhere in the answer (planted: conn-1, arn:1, arn:2).
+    let all = api.get("/alerts/900/deliveries").await?;
+    let text = all.body.to_string();
+    for target in ["conn-1", "arn:1", "arn:2"] {
+        assert!(!text.contains(target), "{target} shown: {text}");
+    }
+    assert_eq!(
+        all.body["deliveries"]["items"].as_array().map(Vec::len),
+        Some(3)
     );
     let pending = api.get("/alerts/900/deliveries?state=pending").await?;
     assert_eq!(pending.body["deliveries"]["items"][0]["user_id"], "bo");
@@ -1083,6 +1087,16 @@ async fn the_documents_limits_are_enforced_and_client_faults_are_4xx() -> anyhow
         .get("/jobs/statistics?from=2025-01-01T00:00:00Z&to=2026-01-02T00:00:00Z")
         .await?);
     problem(&api.get("/insights/weekly?week=2020-01-06").await?, 404);
+    // A list's page is 50 without a limit: 60 advertisers, a page of 50 and a cursor.
+    sqlx::query(
+        "INSERT INTO advertisers (advertiser_id, name, advertiser_type, backfill_completed)
+         SELECT 7000 + i, 'a' || i, 'EXISTING', true FROM generate_series(1, 60) AS i",
+    )
+    .execute(&api.cdp.db.pool)
+    .await?;
+    let page = api.get("/backfill/advertisers").await?;
+    assert_eq!(page.body["items"].as_array().map(Vec::len), Some(50));
+    assert!(page.body["next_cursor"].is_string());
     // An idempotency key's answer is kept a day; a claim whose request died is taken over
     // after a minute.
     let trigger = "/backfill/advertisers/61/activate";

@@ -739,6 +739,16 @@ async fn devices_and_days_it_cannot_vouch_for_are_left_out_and_counted() -> anyh
     );
     let days = (yesterday() - current).num_days() + 1;
     assert_eq!(performance.len() as i64, days);
+    // README: Parquet with zstd.
+    for dataset in [Dataset::Performance, Dataset::Audience] {
+        let bytes = cdp.object(&object_key(16, current, dataset)).await?;
+        let reader = SerializedFileReader::new(Bytes::from(bytes))?;
+        let column = reader.metadata().row_group(0).column(0).compression();
+        assert!(
+            matches!(column, parquet::basic::Compression::ZSTD(_)),
+            "{column:?}"
+        );
+    }
     let failed: i64 = sqlx::query_scalar(
         "SELECT failed_records FROM cdp_months WHERE advertiser_id = 16 AND month = $1",
     )
@@ -789,6 +799,117 @@ async fn a_month_over_its_record_limit_fails_and_writes_nothing() -> anyhow::Res
             .iter()
             .all(|k| !k.starts_with("cdp/advertiser_id=17/")),
         "no file of the month"
+    );
+    Ok(())
+}
+
+/// docs/functions/cdp-backfill.md: a month run again after its raw events are gone records
+/// `not_retained` and deletes the audience file an earlier run wrote (a file must not stand
+/// beside a summary that says there is none). Planted: a month five months back with a
+/// written audience row and its object.
+#[tokio::test]
+async fn a_month_no_longer_retained_loses_its_old_audience_file() -> anyhow::Result<()> {
+    let cdp = Cdp::new().await?;
+    let month = sub_months(current_month(today()), 5);
+    let key = object_key(18, month, Dataset::Audience);
+    cdp.advertiser(18, "EXISTING").await?;
+    daily_stats(&cdp, 18, month, sub_days(add_months(month, 1), 1)).await?;
+    sqlx::query(
+        "INSERT INTO cdp_months (advertiser_id, month, state, claim_token, queued_at)
+         VALUES (18, $1, 'QUEUED', gen_random_uuid(), now())",
+    )
+    .bind(month)
+    .execute(&cdp.db.pool)
+    .await?;
+    sqlx::query(
+        "INSERT INTO cdp_exports (advertiser_id, month, dataset, status, s3_key, records, bytes, sha256)
+         VALUES (18, $1, 'audience', 'written', $2, 1, 3, repeat('0', 64))",
+    )
+    .bind(month)
+    .bind(&key)
+    .execute(&cdp.db.pool)
+    .await?;
+    cdp.aws
+        .s3
+        .put_object()
+        .bucket(&cdp.aws.bucket)
+        .key(&key)
+        .body(Vec::from(&b"old"[..]).into())
+        .send()
+        .await?;
+    let job = cdp.queued_job(18, month).await?;
+    let response = cdp.work(&cdp.worker(), vec![job]).await;
+    assert!(response.batch_item_failures.is_empty());
+    let keys = cdp.aws.object_keys().await?;
+    assert!(!keys.contains(&key), "{keys:?}");
+    assert!(keys.contains(&object_key(18, month, Dataset::Performance)));
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM cdp_exports WHERE advertiser_id = 18 AND dataset = 'audience'",
+    )
+    .fetch_one(&cdp.db.pool)
+    .await?;
+    assert_eq!(status, "not_retained");
+    Ok(())
+}
+
+/// docs/functions/cdp-backfill.md: `trigger` runs a failed month at once, without its
+/// backoff. Planted: a month failed once whose retry is due in ten minutes.
+#[tokio::test]
+async fn a_trigger_runs_a_failed_month_without_its_backoff() -> anyhow::Result<()> {
+    let cdp = Cdp::new().await?;
+    let current = current_month(today());
+    cdp.advertiser(19, "EXISTING").await?;
+    daily_stats(&cdp, 19, current, yesterday()).await?;
+    sqlx::query(
+        "INSERT INTO cdp_months (advertiser_id, month, state, retry_count, error, next_attempt_at)
+         VALUES (19, $1, 'FAILED', 1, 'S3 was down', now() + interval '10 minutes')",
+    )
+    .bind(current)
+    .execute(&cdp.db.pool)
+    .await?;
+    cdp.run("tick").await?;
+    assert!(
+        cdp.take_jobs().await?.is_empty(),
+        "the tick waits for the backoff"
+    );
+    cdp.backfill(cdp.db.pool.clone()).trigger(19).await?;
+    let jobs = cdp.take_jobs().await?;
+    assert_eq!(jobs.len(), 1, "queued at once, visible without a delay");
+    let response = cdp.work(&cdp.worker(), jobs).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(cdp.months(19).await?[0].1, "COMPLETED");
+    Ok(())
+}
+
+/// docs/functions/cdp-backfill.md: when an EXISTING advertiser's current month is first
+/// created, the missing months between its latest month and it are created too — at most 24.
+/// Planted: a latest month 30 months back.
+#[tokio::test]
+async fn at_most_24_missing_months_are_created() -> anyhow::Result<()> {
+    let cdp = Cdp::new().await?;
+    let current = current_month(today());
+    cdp.advertiser(32, "EXISTING").await?;
+    sqlx::query(
+        "INSERT INTO cdp_months (advertiser_id, month, state, claim_token, started_at, completed_at)
+         VALUES (32, $1, 'COMPLETED', gen_random_uuid(), now(), now())",
+    )
+    .bind(sub_months(current, 30))
+    .execute(&cdp.db.pool)
+    .await?;
+    cdp.run("tick").await?;
+    let created: Vec<NaiveDate> = cdp
+        .months(32)
+        .await?
+        .into_iter()
+        .map(|m| m.0)
+        .filter(|&m| m > sub_months(current, 30))
+        .collect();
+    // The current month and the 24 before it at the most; never a month the cap leaves out.
+    assert!(created.len() <= 25, "{} months created", created.len());
+    assert_eq!(created.last(), Some(&current));
+    assert!(
+        created.iter().all(|&m| m >= sub_months(current, 24)),
+        "{created:?}"
     );
     Ok(())
 }

@@ -386,6 +386,121 @@ async fn collection_refuses_feeds_that_lead_elsewhere_or_inside() -> anyhow::Res
     Ok(())
 }
 
+/// docs/functions/daily-collection.md, "Guarded fetching": at most 3 redirects, 16 MiB per
+/// page, and a cap on pages (500 in production, 10 in these tests' pace). Planted on both
+/// sides: 3 redirects followed, 4 refused; a page one byte over 16 MiB refused; 11 distinct
+/// pages stop at the cap with the first ten's titles still sent.
+#[tokio::test]
+async fn feeds_past_the_fetch_limits_are_refused_and_the_rest_is_kept() -> anyhow::Result<()> {
+    assert_eq!(daily_collection::Pace::new(None, None).max_pages, 500);
+    let c = Collection::new().await?;
+    let redirect = |to: &str| ResponseTemplate::new(302).insert_header("location", to);
+    let huge = format!(
+        "{{\"entries\": [], \"pad\": \"{}\"}}",
+        "x".repeat(16 * 1024 * 1024)
+    );
+    serve(
+        &c.server,
+        vec![
+            ("/naver.json", redirect("/n1")),
+            ("/n1", redirect("/n2")),
+            ("/n2", redirect("/n3")),
+            ("/n3", redirect("/n4")),
+            ("/n4", page(vec![entry("n-far", "너무 멀리")], None)),
+            ("/kakao.json", redirect("/k1")),
+            ("/k1", redirect("/k2")),
+            ("/k2", redirect("/k3")),
+            ("/k3", page(vec![entry("k-near", "가까이")], None)),
+            (
+                "/lezhin.json",
+                ResponseTemplate::new(200).set_body_raw(huge, "application/json"),
+            ),
+        ],
+    )
+    .await;
+    let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let platforms = &summary["details"]["platforms"];
+    let error = |p: &str| {
+        platforms[p]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        error("NAVER").contains("more than 3 redirects"),
+        "{platforms}"
+    );
+    assert_eq!(error("KAKAO"), "", "{platforms}");
+    assert_eq!(platforms["KAKAO"]["new"], 1);
+    assert!(
+        error("LEZHIN").contains("larger than 16777216 bytes"),
+        "{platforms}"
+    );
+
+    // Eleven distinct pages, each naming the next: the cap stops the feed, not the run.
+    c.server.reset().await;
+    Mock::given(method("GET"))
+        .respond_with(|request: &wiremock::Request| {
+            let n: usize = request
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "p")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            let next = format!("/naver.json?p={}", n + 1);
+            page(
+                vec![entry(&format!("p{n}"), &format!("쪽 {n}"))],
+                (n < 10).then_some(next.as_str()),
+            )
+        })
+        .mount(&c.server)
+        .await;
+    c.aws.drain_bodies("webtoon-create-request").await?;
+    let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let naver = &summary["details"]["platforms"]["NAVER"];
+    assert!(
+        naver["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("more than 10 pages")),
+        "{naver}"
+    );
+    assert_eq!(naver["new"], 10, "{naver}");
+    Ok(())
+}
+
+/// docs/functions/daily-collection.md: titles a feed read to its end no longer lists are
+/// `gone`, counted all, the first ten named. Planted: twelve titles listed, then none.
+#[tokio::test]
+async fn gone_titles_are_counted_and_the_first_ten_named() -> anyhow::Result<()> {
+    let c = Collection::new().await?;
+    let twelve: Vec<Value> = (1..=12)
+        .map(|i| entry(&format!("g{i:02}"), &format!("작품 {i}")))
+        .collect();
+    let empty = || -> Vec<(&str, ResponseTemplate)> {
+        vec![
+            ("/kakao.json", page(vec![], None)),
+            ("/lezhin.json", page(vec![], None)),
+        ]
+    };
+    let mut feeds = empty();
+    feeds.push(("/naver.json", page(twelve, None)));
+    serve(&c.server, feeds).await;
+    c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut feeds = empty();
+    feeds.push(("/naver.json", page(vec![], None)));
+    serve(&c.server, feeds).await;
+    let summary = c.run().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let naver = &summary["details"]["platforms"]["NAVER"];
+    assert_eq!(naver["gone"], 12, "{naver}");
+    assert_eq!(
+        naver["gone_titles"].as_array().map(Vec::len),
+        Some(10),
+        "{naver}"
+    );
+    assert_eq!(summary["gone_titles"], 12);
+    Ok(())
+}
+
 /// docs/functions/daily-collection.md: `"dry_run": true` counts without sending or recording.
 /// Planted: two new titles; the dry run counts 2, leaves the queue and `catalog_entries` empty,
 /// and the real run after it still sends both.
@@ -420,6 +535,12 @@ async fn a_dry_run_counts_and_neither_sends_nor_records() -> anyhow::Result<()> 
     assert_eq!(c.aws.drain_bodies("webtoon-create-request").await?.len(), 2);
     Ok(())
 }
+
+/// Recommendations served of titles their reader opened, by the table of reads (the oracle of
+/// "never recommended": not the model's own idea of what was read).
+const OPENED_AND_RECOMMENDED: &str = "SELECT count(*) FROM current_recommendations r
+  WHERE EXISTS (SELECT 1 FROM user_webtoon_events e
+                 WHERE e.user_id = r.user_id AND e.webtoon_id = r.webtoon_id)";
 
 /// A population whose tastes are known: two clusters, the second twice the size (its titles
 /// top the chart); on the target day every reader reads one more title of their cluster.
@@ -485,13 +606,7 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
     }
 
     // Nothing a reader opened is recommended to them.
-    let opened = db
-        .count(
-            "SELECT count(*) FROM current_recommendations r
-              WHERE EXISTS (SELECT 1 FROM user_webtoon_events e
-                             WHERE e.user_id = r.user_id AND e.webtoon_id = r.webtoon_id)",
-        )
-        .await?;
+    let opened = db.count(OPENED_AND_RECOMMENDED).await?;
     assert_eq!(opened, 0);
     assert_eq!(
         db.count("SELECT count(*) FROM current_recommendations")
@@ -606,23 +721,38 @@ async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyho
         summary["readers"], 300,
         "the reader of 40 days ago is not active"
     );
+    let cold_before = summary["cold_start_readers"].as_i64().unwrap_or(-1);
     assert_eq!(
         db.count("SELECT count(*) FROM current_recommendations WHERE user_id = 900001")
             .await?,
         0
     );
-    let opened = db
-        .count(
-            "SELECT count(*) FROM current_recommendations r
-              WHERE EXISTS (SELECT 1 FROM user_webtoon_events e
-                             WHERE e.user_id = r.user_id AND e.webtoon_id = r.webtoon_id)",
-        )
-        .await?;
+    let opened = db.count(OPENED_AND_RECOMMENDED).await?;
     assert_eq!(opened, 0, "recommendations of titles the reader opened");
     assert_eq!(
         db.count("SELECT count(*) FROM current_recommendations")
             .await?,
         300 * 20
+    );
+    // Readers with fewer than 3 titles get the cold-start blend: one active reader with two
+    // titles, one with three.
+    sqlx::query(
+        "INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, occurred_at)
+         SELECT gen_random_uuid(), r.user_id, w.id, 'view', $1::timestamptz - INTERVAL '2 days'
+           FROM (VALUES (900002, 2), (900003, 3)) AS r (user_id, titles)
+           JOIN LATERAL (SELECT id FROM webtoons ORDER BY id LIMIT r.titles) w ON true",
+    )
+    .bind(domain::calendar::kst_day_start(day()))
+    .execute(&db.pool)
+    .await?;
+    let summary = recommendations::handle(json!({"date": DAY}), &deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(summary["readers"], 302);
+    assert_eq!(
+        summary["cold_start_readers"].as_i64(),
+        Some(cold_before + 1),
+        "the reader of two titles only"
     );
     // Only the two newest complete sets are kept: a third run drops the first. A set a run
     // left building (it died) goes too once it is six hours old, not before.
@@ -751,7 +881,36 @@ async fn weekly_analysis_and_monthly_report_describe_the_population() -> anyhow:
             .any(|m| m["details"]["link"] == link.as_str())
     );
 
-    // A re-run for the month writes the same page.
+    // The top 20 titles: as many rows as titles read in the month, at most 20 (the reads
+    // table says how many were read).
+    let titles_csv = String::from_utf8(aws.object("reports/monthly/2026-11/titles.csv").await?)?;
+    let read_in_month = db
+        .count(
+            "SELECT count(DISTINCT webtoon_id) FROM user_webtoon_events
+              WHERE occurred_at >= '2026-11-01T00:00:00+09:00'
+                AND occurred_at < '2026-12-01T00:00:00+09:00'",
+        )
+        .await?;
+    assert_eq!(
+        titles_csv.trim_end().split("\r\n").count() as i64 - 1,
+        read_in_month.min(20),
+        "{titles_csv}"
+    );
+
+    // A re-run for the month writes the same page and the same tables, byte for byte.
+    let names = [
+        "daily.csv",
+        "genres.csv",
+        "titles.csv",
+        "recommendations.csv",
+    ];
+    let mut tables = Vec::new();
+    for name in names {
+        tables.push(
+            aws.object(&format!("reports/monthly/2026-11/{name}"))
+                .await?,
+        );
+    }
     monthly_report::handle(json!({"date": DAY}), &monthly)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -760,6 +919,14 @@ async fn weekly_analysis_and_monthly_report_describe_the_population() -> anyhow:
         String::from_utf8(aws.object("reports/monthly/2026-11/report.html").await?)?,
         html
     );
+    for (name, before) in names.iter().zip(&tables) {
+        assert_eq!(
+            &aws.object(&format!("reports/monthly/2026-11/{name}"))
+                .await?,
+            before,
+            "{name}"
+        );
+    }
     Ok(())
 }
 

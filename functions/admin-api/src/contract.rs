@@ -18,10 +18,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, OnceLock};
 
-use adapters::http::{MAX_BODY_BYTES, Problem};
+use adapters::http::{MAX_BODY_BYTES, Problem, is_json};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request};
-use axum::http::{Method, header, request::Parts};
+use axum::http::{Method, request::Parts};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use domain::admin::Role;
@@ -385,13 +385,7 @@ async fn check_body(
             Ok(Body::from(bytes))
         };
     }
-    let json = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
+    if !is_json(&parts.headers) {
         return Err(Problem::unsupported_media_type());
     }
     let value: Value = serde_json::from_slice(&bytes)

@@ -191,18 +191,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// Whether the request says its body is `application/json` (parameters such as `charset`
+/// allowed).
+pub fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// Reads a JSON body: `application/json`, at most [`MAX_BODY_BYTES`], decoded into `T` (whose
 /// serde attributes decide whether unknown fields are refused).
 pub fn json_body<T: DeserializeOwned>(
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> Result<T, Problem> {
-    let json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
+    if !is_json(headers) {
         return Err(Problem::unsupported_media_type());
     }
     if body.len() > MAX_BODY_BYTES {

@@ -96,7 +96,7 @@ pub fn deadline(ctx: &lambda_runtime::Context) -> std::time::Instant {
 const EARLIEST_REAL_DEADLINE_MS: u64 = 1_000_000_000_000;
 
 /// The time an invocation has, from its deadline in epoch milliseconds; see [`deadline`].
-pub fn time_left(
+fn time_left(
     deadline_ms: u64,
     now: std::time::SystemTime,
     local_timeout: Option<std::time::Duration>,
