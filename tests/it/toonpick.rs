@@ -580,9 +580,7 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
         0
     );
 
-    let summary = recommendations::handle(json!({"date": DAY}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let summary = recommend_the_day(&deps).await?;
     assert_eq!(summary["readers"], 300);
     let evaluation: HashMap<String, f64> = summary["details"]["evaluation"]
         .as_array()
@@ -639,9 +637,7 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
             .await?,
         first
     );
-    let again = recommendations::handle(json!({"date": DAY}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let again = recommend_the_day(&deps).await?;
     let second = again["details"]["set_id"].as_i64().unwrap_or_default();
     assert!(second > building);
     let differing = sqlx::query_scalar::<_, i64>(
@@ -680,6 +676,13 @@ async fn recommendations_are_unread_stable_split_by_arm_and_beat_popularity() ->
     Ok(())
 }
 
+/// One recommendations run for [`DAY`]; its summary.
+async fn recommend_the_day(deps: &recommendations::Deps) -> anyhow::Result<Value> {
+    recommendations::handle(json!({"date": DAY}), deps)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// docs/functions/recommendations.md: a title the reader opened in any way is never
 /// recommended — also one opened 150 days ago, outside the model's 120 days but within the 180
 /// days reads are kept. Planted: each reader's first pick of a run, then marked as viewed 150
@@ -692,9 +695,7 @@ async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyho
     let deps = recommendations::Deps {
         reporter: reporter(&db, &mut aws).await?,
     };
-    recommendations::handle(json!({"date": DAY}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    recommend_the_day(&deps).await?;
     let planted = sqlx::query(
         "INSERT INTO user_webtoon_events (event_id, user_id, webtoon_id, kind, occurred_at)
          SELECT gen_random_uuid(), user_id, webtoon_id, 'view', $1::timestamptz - INTERVAL '150 days'
@@ -714,9 +715,7 @@ async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyho
     .bind(domain::calendar::kst_day_start(day()))
     .execute(&db.pool)
     .await?;
-    let summary = recommendations::handle(json!({"date": DAY}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let summary = recommend_the_day(&deps).await?;
     assert_eq!(
         summary["readers"], 300,
         "the reader of 40 days ago is not active"
@@ -745,9 +744,7 @@ async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyho
     .bind(domain::calendar::kst_day_start(day()))
     .execute(&db.pool)
     .await?;
-    let summary = recommendations::handle(json!({"date": DAY}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let summary = recommend_the_day(&deps).await?;
     assert_eq!(summary["readers"], 302);
     assert_eq!(
         summary["cold_start_readers"].as_i64(),
@@ -770,9 +767,7 @@ async fn a_title_opened_before_the_models_window_is_never_recommended() -> anyho
     .bind(died)
     .execute(&db.pool)
     .await?;
-    recommendations::handle(json!({"date": DAY}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    recommend_the_day(&deps).await?;
     assert_eq!(
         db.count("SELECT count(*) FROM recommendation_sets WHERE state = 'complete'")
             .await?,
@@ -975,9 +970,7 @@ async fn a_database_outage_keeps_the_served_set_and_bad_input_is_refused() -> an
     let mut deps = recommendations::Deps {
         reporter: reporter(&db, &mut aws).await?,
     };
-    recommendations::handle(json!({"date": DAY}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    recommend_the_day(&deps).await?;
     let served: i64 = sqlx::query_scalar("SELECT DISTINCT set_id FROM current_recommendations")
         .fetch_one(&db.pool)
         .await?;
@@ -1009,9 +1002,7 @@ async fn a_database_outage_keeps_the_served_set_and_bad_input_is_refused() -> an
         served
     );
     proxy.restore();
-    let again = recommendations::handle(json!({"date": DAY}), &deps)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let again = recommend_the_day(&deps).await?;
     assert!(again["details"]["set_id"].as_i64() > Some(served));
 
     // What a broken or hostile app could write is refused by the table, and a retried write
