@@ -914,6 +914,30 @@ async fn at_most_24_missing_months_are_created() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// docs/functions/cdp-backfill.md: deactivating stops the advertiser, but a month already in
+/// flight finishes, and none follows it. Planted: a NEW advertiser's first month queued, then
+/// the advertiser deactivated before the worker takes it.
+#[tokio::test]
+async fn a_month_in_flight_finishes_after_deactivation_and_none_follows() -> anyhow::Result<()> {
+    let cdp = Cdp::new().await?;
+    let current = current_month(today());
+    cdp.advertiser(33, "NEW").await?;
+    daily_stats(&cdp, 33, sub_months(current, 24), yesterday()).await?;
+    cdp.run("tick").await?;
+    let backfill = cdp.backfill(cdp.db.pool.clone());
+    assert!(backfill.set_active(33, false, "paused", "ops").await?);
+    cdp.work_until_empty(&cdp.worker()).await?;
+    let months = cdp.months(33).await?;
+    assert_eq!(months[0].1, "COMPLETED", "the month in flight finished");
+    assert!(
+        months[1..].iter().all(|m| m.1 == "PENDING"),
+        "nothing followed it: {months:?}"
+    );
+    cdp.run("tick").await?;
+    assert!(cdp.take_jobs().await?.is_empty(), "no tick for it either");
+    Ok(())
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
