@@ -1055,6 +1055,12 @@ async fn the_documents_limits_are_enforced_and_client_faults_are_4xx() -> anyhow
     let advertiser = api.get("/backfill/advertisers/61").await?;
     assert_eq!(advertiser.body["deactivated_reason"], long(500));
     assert_eq!(advertiser.body["deactivated_by"], "ops-ops-admin");
+    // An inactive advertiser's month is not retried: 409, activate it instead.
+    problem(
+        &api.change("/backfill/advertisers/61/months/2026-11/retry", None)
+            .await?,
+        409,
+    );
     // A required body: whitespace, nothing, or not JSON is refused; `{}` is the schedule's input.
     let execute = "/jobs/daily-rollup/executions";
     problem(&api.change(execute, Some("  \n ")).await?, 422);
