@@ -506,3 +506,97 @@ async fn a_rejection_claimed_elsewhere_past_the_retries_is_sent_not_dropped() ->
     );
     Ok(())
 }
+
+/// Issue 31: through a local invocation path — records on the topic, the local MSK source,
+/// the Lambda invoke API with coupon-issue's template timeout — a database outage of 1.5 s is
+/// retried within the invocation (as Lambda's deadline allows; `cargo lambda watch`'s 1970
+/// deadline did not): one invocation, no failed one, nothing dead-lettered, each request
+/// decided once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_through_the_local_invoke_path_is_retried_within_the_invocation()
+-> anyhow::Result<()> {
+    use local_triggers::invoke::Invoker;
+    use local_triggers::msk;
+    use local_triggers::template::{MskErrorHandling, MskSource};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+
+    let w = World::new().await?;
+    sqlx::query(
+        "INSERT INTO coupons (id, name, total_stock, remaining_stock, valid_from, valid_until)
+         VALUES (7, 'local', 10, 10, now() - interval '1 day', now() + interval '30 days')",
+    )
+    .execute(&w.db.pool)
+    .await?;
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse()?).await?;
+    let deps = Arc::new(w.deps_on(proxy.pool_for(&w.db), Retry::seed())?);
+    let base = integration_tests::invoke_endpoint(move |event: Value| {
+        let deps = Arc::clone(&deps);
+        async move {
+            match serde_json::from_value(event) {
+                Ok(event) => match handle(event, &deps).await {
+                    Ok(summary) => json!(summary),
+                    Err(err) => json!({"errorType": err.kind(), "errorMessage": err.to_string()}),
+                },
+                Err(err) => json!({"errorType": "InvalidEvent", "errorMessage": err.to_string()}),
+            }
+        }
+    })
+    .await?;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()?;
+    let now = chrono::Utc::now().to_rfc3339();
+    for user in 1..=3 {
+        let value = request(&format!("local-{user}"), 7, user, &now);
+        producer
+            .send(
+                FutureRecord::to(&w.topic)
+                    .key(&user.to_string())
+                    .payload(&value),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(err, _)| err)?;
+    }
+    let source = MskSource {
+        function: "coupon-issue".to_owned(),
+        event: "Stream".to_owned(),
+        topics: vec![w.topic.clone()],
+        group: unique("g-"),
+        batch_size: 10,
+        window: Duration::from_millis(300),
+        from_start: true,
+        on_error: MskErrorHandling::default(),
+    };
+    let aws = integration_tests::TestAws::new().await?;
+    proxy.cut();
+    let restore = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        proxy.restore();
+        proxy
+    });
+    let tally = msk::run(
+        &source,
+        &kafka_brokers(),
+        &Invoker::new(&base)?,
+        &aws.sqs,
+        Some(Duration::from_secs(3)),
+    )
+    .await?;
+    let _proxy = restore.await?;
+    assert_eq!((tally.taken, tally.failed_invocations), (3, 0), "{tally:?}");
+    assert_eq!(
+        w.db.count("SELECT count(*) FROM coupon_issue_outcomes WHERE outcome = 'issued'")
+            .await?,
+        3
+    );
+    assert!(
+        read_topic(&w.dlq, 1, Duration::from_secs(2))
+            .await?
+            .is_empty(),
+        "nothing dead-lettered"
+    );
+    Ok(())
+}
