@@ -97,7 +97,7 @@ enum Kind {
 
 impl Contract {
     /// The contract of `document` (an OpenAPI 3.1 document as JSON).
-    pub fn of(document: &Value) -> Self {
+    fn of(document: &Value) -> Self {
         let mut operations = HashMap::new();
         let paths = document["paths"].as_object().into_iter().flatten();
         for (path, item) in paths {
@@ -153,7 +153,8 @@ impl Contract {
     }
 
     /// The operations the contract knows, as `METHOD path`.
-    pub fn operations(&self) -> Vec<String> {
+    #[cfg(test)]
+    fn operations(&self) -> Vec<String> {
         let mut names: Vec<String> = self
             .operations
             .keys()
