@@ -519,7 +519,7 @@ async fn an_outage_through_the_local_invoke_path_is_retried_within_the_invocatio
     use local_triggers::msk;
     use local_triggers::template::{MskErrorHandling, MskSource};
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use serde_json::{Value, json};
+    use serde_json::Value;
     use std::sync::Arc;
 
     let w = World::new().await?;
@@ -531,19 +531,14 @@ async fn an_outage_through_the_local_invoke_path_is_retried_within_the_invocatio
     .await?;
     let proxy = TcpProxy::start("127.0.0.1:5432".parse()?).await?;
     let deps = Arc::new(w.deps_on(proxy.pool_for(&w.db), Retry::seed())?);
-    let base = integration_tests::invoke_endpoint(move |event: Value| {
-        let deps = Arc::clone(&deps);
-        async move {
-            match serde_json::from_value(event) {
-                Ok(event) => match handle(event, &deps).await {
-                    Ok(summary) => json!(summary),
-                    Err(err) => json!({"errorType": err.kind(), "errorMessage": err.to_string()}),
-                },
-                Err(err) => json!({"errorType": "InvalidEvent", "errorMessage": err.to_string()}),
+    let base =
+        integration_tests::invoke_endpoint(move |event: Value| {
+            let deps = Arc::clone(&deps);
+            async move {
+                integration_tests::invocation_answer(event, |event| handle(event, &deps)).await
             }
-        }
-    })
-    .await?;
+        })
+        .await?;
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .create()?;

@@ -32,13 +32,7 @@ async fn function_endpoint(deps: Arc<Deps>) -> anyhow::Result<(String, Arc<Atomi
             if call == 0 {
                 return json!({"errorType": "Retryable", "errorMessage": "database unreachable"});
             }
-            match serde_json::from_value(event) {
-                Ok(event) => match handle(event, &deps).await {
-                    Ok(summary) => json!(summary),
-                    Err(err) => json!({"errorType": err.kind(), "errorMessage": err.to_string()}),
-                },
-                Err(err) => json!({"errorType": "InvalidEvent", "errorMessage": err.to_string()}),
-            }
+            integration_tests::invocation_answer(event, |event| handle(event, &deps)).await
         }
     })
     .await?;

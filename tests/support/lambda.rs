@@ -51,6 +51,28 @@ where
     Ok(base)
 }
 
+/// What the Lambda invoke API answers for `event` run through `handler`: its result, or the
+/// error a function reports (`errorType`, `errorMessage`), an event it cannot read included.
+pub async fn invocation_answer<E, S, F, Fut>(event: Value, handler: F) -> Value
+where
+    E: serde::de::DeserializeOwned,
+    S: serde::Serialize,
+    F: FnOnce(E) -> Fut,
+    Fut: Future<Output = Result<S, domain::WorkerError>>,
+{
+    match serde_json::from_value(event) {
+        Ok(event) => match handler(event).await {
+            Ok(summary) => serde_json::json!(summary),
+            Err(err) => {
+                serde_json::json!({"errorType": err.kind(), "errorMessage": err.to_string()})
+            }
+        },
+        Err(err) => {
+            serde_json::json!({"errorType": "InvalidEvent", "errorMessage": err.to_string()})
+        }
+    }
+}
+
 /// `function`'s timeout in the template (the local stack's `LOCAL_FUNCTION_TIMEOUTS`); the
 /// template's global 60 s for a name it does not list.
 fn timeout_of(function: &str) -> std::time::Duration {
