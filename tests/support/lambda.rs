@@ -76,11 +76,16 @@ where
 /// `function`'s timeout in the template (the local stack's `LOCAL_FUNCTION_TIMEOUTS`); the
 /// template's global 60 s for a name it does not list.
 fn timeout_of(function: &str) -> std::time::Duration {
-    let env = std::fs::read_to_string(crate::repo_root().join(".stack/functions.env"))
-        .unwrap_or_default();
-    env.lines()
-        .find_map(|line| line.strip_prefix("LOCAL_FUNCTION_TIMEOUTS="))
-        .and_then(|list| adapters::telemetry::timeout_of(list.trim_matches('"'), function))
+    // The list, read from the stack's env file once per test process.
+    static TIMEOUTS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        std::fs::read_to_string(crate::repo_root().join(".stack/functions.env"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|line| line.strip_prefix("LOCAL_FUNCTION_TIMEOUTS="))
+            .map(|list| list.trim_matches('"').to_owned())
+            .unwrap_or_default()
+    });
+    adapters::telemetry::timeout_of(&TIMEOUTS, function)
         .unwrap_or(std::time::Duration::from_secs(60))
 }
 

@@ -209,7 +209,10 @@ impl Contract {
                     validator: self.validator(schema)?,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<Parameter>, String>>()?;
+        // Headers first, once: their problems are 400, the others' 422.
+        let mut parameters = parameters;
+        parameters.sort_by_key(|p| p.location != Location::Header);
         let body = match &operation.body {
             Some((required, schema)) => Some((*required, self.validator(schema)?)),
             None => None,
@@ -262,24 +265,18 @@ impl Rules {
                 HashMap::new()
             };
         let query = query_pairs(parts.uri.query().unwrap_or_default())?;
-        let known: HashSet<&str> = self
-            .parameters
-            .iter()
-            .filter(|p| p.location == Location::Query)
-            .map(|p| p.name.as_str())
-            .collect();
-        if let Some((name, _)) = query
-            .iter()
-            .find(|(name, _)| !known.contains(name.as_str()))
-        {
+        let known = |name: &str| {
+            self.parameters
+                .iter()
+                .any(|p| p.location == Location::Query && p.name == name)
+        };
+        if let Some((name, _)) = query.iter().find(|(name, _)| !known(name)) {
             return Err(Problem::invalid(format!(
                 "unknown query parameter {name:?}"
             )));
         }
-        // Headers first: their problems are 400, the others' 422.
-        let mut ordered: Vec<&Parameter> = self.parameters.iter().collect();
-        ordered.sort_by_key(|p| p.location != Location::Header);
-        for parameter in ordered {
+        // In the order `compile` left them: headers first.
+        for parameter in &self.parameters {
             let value = match parameter.location {
                 Location::Path => path.get(&parameter.name).map(String::as_str),
                 Location::Query => query
@@ -431,8 +428,14 @@ mod tests {
             let Ok(rules) = contract.compile(operation) else {
                 panic!("does not compile");
             };
-            for (parameter, (_, _, _, schema)) in rules.parameters.iter().zip(&operation.parameters)
-            {
+            for parameter in &rules.parameters {
+                let Some((_, _, _, schema)) = operation
+                    .parameters
+                    .iter()
+                    .find(|(name, at, ..)| *name == parameter.name && *at == parameter.location)
+                else {
+                    panic!("{} is not in the document", parameter.name);
+                };
                 let pattern = schema["pattern"].as_str();
                 if let Some(max) = schema["maxLength"].as_u64() {
                     let fill = if pattern.is_some() { "!" } else { "a" };

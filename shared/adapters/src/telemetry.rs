@@ -86,9 +86,14 @@ where
 /// template gives it (`LOCAL_FUNCTION_TIMEOUTS`, written by the local stack's provisioning),
 /// or the emulator's figure read as the duration it meant.
 pub fn deadline(ctx: &lambda_runtime::Context) -> std::time::Instant {
-    let local = std::env::var("LOCAL_FUNCTION_TIMEOUTS")
-        .ok()
-        .and_then(|timeouts| timeout_of(&timeouts, &function_name()));
+    // Read once per process (the cold start), not per invocation.
+    static LOCAL_TIMEOUT: std::sync::OnceLock<Option<std::time::Duration>> =
+        std::sync::OnceLock::new();
+    let local = *LOCAL_TIMEOUT.get_or_init(|| {
+        std::env::var("LOCAL_FUNCTION_TIMEOUTS")
+            .ok()
+            .and_then(|timeouts| timeout_of(&timeouts, &function_name()))
+    });
     std::time::Instant::now() + time_left(ctx.deadline, std::time::SystemTime::now(), local)
 }
 
